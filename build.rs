@@ -1,0 +1,42 @@
+//! Validates `openapi/openapi.yaml` and generates the Rust types for its
+//! bodies, its operation table and one response enum per operation into
+//! `OUT_DIR/api_types.rs`. A spec that breaks a rule fails the build with the
+//! JSON pointer of each violation.
+
+#[path = "src/build_support/codegen.rs"]
+mod codegen;
+#[path = "src/build_support/validate.rs"]
+mod validate;
+
+use std::{env, fs, path::PathBuf, process};
+
+const SPEC: &str = "openapi/openapi.yaml";
+
+fn main() {
+    println!("cargo:rerun-if-changed=openapi");
+    println!("cargo:rerun-if-changed=schema");
+    println!("cargo:rerun-if-changed=src/build_support");
+
+    let text = fs::read_to_string(SPEC).unwrap_or_else(|e| fail(&format!("{SPEC}: cannot read: {e}")));
+    let spec: serde_json::Value =
+        yaml_serde::from_str(&text).unwrap_or_else(|e| fail(&format!("{SPEC}: not valid YAML: {e}")));
+
+    let violations = validate::validate(&spec);
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().map(|v| format!("  {SPEC}#{v}")).collect();
+        fail(&format!(
+            "{} violation(s) in the OpenAPI document:\n{}",
+            violations.len(),
+            list.join("\n")
+        ));
+    }
+
+    let code = codegen::generate(&spec).unwrap_or_else(|e| fail(&format!("{SPEC}#{e}")));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("api_types.rs");
+    fs::write(&out, code).unwrap_or_else(|e| fail(&format!("{}: cannot write: {e}", out.display())));
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    process::exit(1);
+}

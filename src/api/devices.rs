@@ -1,0 +1,287 @@
+//! The `devices` tag: one handler per operationId.
+
+use actix_web::{delete, get, post, web};
+use chrono::{NaiveDateTime, TimeZone, Utc};
+
+use super::{
+    error::db_failure,
+    extract::{IdPath, ValidatedJson},
+    types::{
+        responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse, DeviceSession, DeviceType,
+        ErrorResponse, MessageResponse, TrustDeviceRequest, TrustDeviceResponse, TrustLevel,
+    },
+};
+use crate::{
+    auth::Caller,
+    db::{
+        self,
+        models::{DeviceRow, SessionRow},
+    },
+    state::AppState,
+};
+
+pub(crate) fn utc(at: NaiveDateTime) -> chrono::DateTime<Utc> {
+    Utc.from_utc_datetime(&at)
+}
+
+/// Trusted only while the trust period lasts.
+fn is_trusted_now(row: &DeviceRow, now: NaiveDateTime) -> bool {
+    row.is_trusted && row.trust_expires_at.is_none_or(|until| until > now)
+}
+
+fn device(row: DeviceRow, now: NaiveDateTime) -> Device {
+    Device {
+        is_trusted: is_trusted_now(&row, now),
+        // Values outside the spec's enums can only come from a foreign writer
+        // of the table; they are shown as the most cautious value.
+        device_type: DeviceType::from_wire(&row.device_type).unwrap_or(DeviceType::Desktop),
+        trust_level: TrustLevel::from_wire(&row.trust_level).unwrap_or(TrustLevel::Unknown),
+        id: row.id,
+        device_name: row.device_name,
+        os: row.os,
+        browser: row.browser,
+        ip_address: row.ip_address,
+        country: row.country,
+        city: row.city,
+        last_seen: utc(row.last_seen),
+        created_at: utc(row.created_at),
+        trust_expires_at: row.trust_expires_at.map(utc),
+    }
+}
+
+fn device_session(row: SessionRow) -> DeviceSession {
+    DeviceSession {
+        id: row.id,
+        ip_address: row.ip_address,
+        location: row.location,
+        started_at: utc(row.started_at),
+        last_activity: utc(row.last_activity),
+        expires_at: utc(row.expires_at),
+        login_method: row.login_method,
+    }
+}
+
+fn device_details(row: DeviceRow, sessions: Vec<SessionRow>, now: NaiveDateTime) -> DeviceDetails {
+    let user_agent = row.user_agent.clone();
+    let fingerprint = row.fingerprint.clone();
+    let summary = device(row, now);
+    DeviceDetails {
+        id: summary.id,
+        device_name: summary.device_name,
+        device_type: summary.device_type,
+        os: summary.os,
+        browser: summary.browser,
+        ip_address: summary.ip_address,
+        country: summary.country,
+        city: summary.city,
+        is_trusted: summary.is_trusted,
+        trust_level: summary.trust_level,
+        last_seen: summary.last_seen,
+        created_at: summary.created_at,
+        trust_expires_at: summary.trust_expires_at,
+        user_agent,
+        device_fingerprint: fingerprint,
+        sessions: sessions.into_iter().map(device_session).collect(),
+    }
+}
+
+fn device_not_found() -> ErrorResponse {
+    ErrorResponse::new("Device not found")
+}
+
+/// List the caller's devices
+#[utoipa::path(
+    operation_id = "listDevices",
+    tag = "devices",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The caller's devices.", body = DeviceListResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 500, description = "The devices could not be read.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[get("/devices")]
+pub async fn list_devices(caller: Caller, state: web::Data<AppState>) -> responses::ListDevices {
+    let now = db::now();
+    match state.db.run(move |conn| db::devices::list_for_user(conn, &caller.user_id)).await {
+        Ok(rows) => responses::ListDevices::Ok(DeviceListResponse {
+            success: true,
+            devices: rows.into_iter().map(|row| device(row, now)).collect(),
+        }),
+        Err(e) => db_failure(
+            "listDevices",
+            e,
+            responses::ListDevices::InternalServerError,
+            responses::ListDevices::ServiceUnavailable,
+            "Failed to retrieve devices",
+        ),
+    }
+}
+
+/// Trust one of the caller's devices
+#[utoipa::path(
+    operation_id = "trustDevice",
+    tag = "devices",
+    security(("bearerAuth" = [])),
+    request_body(content = TrustDeviceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The device is trusted until `trustExpiresAt`.", body = TrustDeviceResponse),
+        (status = 400, description = "Malformed request.", body = ErrorResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 404, description = "The caller has no device with that fingerprint.", body = ErrorResponse),
+        (status = 500, description = "The device could not be trusted.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[post("/devices/trust")]
+pub async fn trust_device(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: ValidatedJson<TrustDeviceRequest>,
+) -> responses::TrustDevice {
+    let until = db::now() + state.policy.trust_period;
+    let fingerprint = body.0.fingerprint;
+    let outcome = state
+        .db
+        .write(move |conn| db::devices::trust(conn, &caller.user_id, &fingerprint, until))
+        .await;
+    match outcome {
+        Ok(true) => responses::TrustDevice::Ok(TrustDeviceResponse {
+            success: true,
+            message: "Device trusted successfully".into(),
+            trust_expires_at: utc(until),
+        }),
+        Ok(false) => responses::TrustDevice::NotFound(device_not_found()),
+        Err(e) => db_failure(
+            "trustDevice",
+            e,
+            responses::TrustDevice::InternalServerError,
+            responses::TrustDevice::ServiceUnavailable,
+            "Failed to trust device",
+        ),
+    }
+}
+
+/// Get one device with its active sessions
+#[utoipa::path(
+    operation_id = "getDevice",
+    tag = "devices",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Device identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    responses(
+        (status = 200, description = "The device and its active sessions.", body = DeviceDetailsResponse),
+        (status = 400, description = "Malformed request.", body = ErrorResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 404, description = "The caller has no device with that identifier.", body = ErrorResponse),
+        (status = 500, description = "The device could not be read.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[get("/devices/{id}")]
+pub async fn get_device(caller: Caller, state: web::Data<AppState>, path: web::Path<IdPath>) -> responses::GetDevice {
+    let device_id = path.into_inner().id.into_inner();
+    let now = db::now();
+    let outcome = state
+        .db
+        .run(move |conn| {
+            let Some(row) = db::devices::find_for_user(conn, &caller.user_id, &device_id)? else {
+                return Ok(None);
+            };
+            let sessions = db::sessions::list_active_for_device(conn, &row.id, now)?;
+            Ok(Some((row, sessions)))
+        })
+        .await;
+    match outcome {
+        Ok(Some((row, sessions))) => responses::GetDevice::Ok(DeviceDetailsResponse {
+            success: true,
+            device: device_details(row, sessions, now),
+        }),
+        Ok(None) => responses::GetDevice::NotFound(device_not_found()),
+        Err(e) => db_failure(
+            "getDevice",
+            e,
+            responses::GetDevice::InternalServerError,
+            responses::GetDevice::ServiceUnavailable,
+            "Failed to retrieve device details",
+        ),
+    }
+}
+
+/// Untrust a device and end its sessions
+#[utoipa::path(
+    operation_id = "untrustDevice",
+    tag = "devices",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Device identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    responses(
+        (status = 200, description = "The device is untrusted and none of its sessions is active.", body = MessageResponse),
+        (status = 400, description = "Malformed request.", body = ErrorResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 404, description = "The caller has no device with that identifier.", body = ErrorResponse),
+        (status = 500, description = "The device could not be untrusted; nothing was changed.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[post("/devices/{id}/untrust")]
+pub async fn untrust_device(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<IdPath>,
+) -> responses::UntrustDevice {
+    let device_id = path.into_inner().id.into_inner();
+    let outcome = state
+        .db
+        .write(move |conn| db::devices::untrust(conn, &caller.user_id, &device_id, db::now()))
+        .await;
+    match outcome {
+        Ok(true) => responses::UntrustDevice::Ok(MessageResponse::new("Device untrusted successfully")),
+        Ok(false) => responses::UntrustDevice::NotFound(device_not_found()),
+        Err(e) => db_failure(
+            "untrustDevice",
+            e,
+            responses::UntrustDevice::InternalServerError,
+            responses::UntrustDevice::ServiceUnavailable,
+            "Failed to untrust device",
+        ),
+    }
+}
+
+/// Remove a device
+#[utoipa::path(
+    operation_id = "deleteDevice",
+    tag = "devices",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Device identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    responses(
+        (status = 200, description = "The device and its sessions are gone.", body = MessageResponse),
+        (status = 400, description = "Malformed request.", body = ErrorResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 404, description = "The caller has no device with that identifier.", body = ErrorResponse),
+        (status = 500, description = "The device could not be removed.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[delete("/devices/{id}")]
+pub async fn delete_device(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<IdPath>,
+) -> responses::DeleteDevice {
+    let device_id = path.into_inner().id.into_inner();
+    let outcome = state
+        .db
+        .write(move |conn| db::devices::delete(conn, &caller.user_id, &device_id))
+        .await;
+    match outcome {
+        Ok(true) => responses::DeleteDevice::Ok(MessageResponse::new("Device removed successfully")),
+        Ok(false) => responses::DeleteDevice::NotFound(device_not_found()),
+        Err(e) => db_failure(
+            "deleteDevice",
+            e,
+            responses::DeleteDevice::InternalServerError,
+            responses::DeleteDevice::ServiceUnavailable,
+            "Failed to remove device",
+        ),
+    }
+}

@@ -1,0 +1,132 @@
+//! Failures that happen before a handler runs (authentication, extractors,
+//! unknown routes) and the mapping of data-access failures at the handler
+//! edge. As in dropshot, each carries a public message for the body and an
+//! internal one for the log; internals never reach a client.
+
+use actix_web::{
+    error::{JsonPayloadError, PathError},
+    http::{header, StatusCode},
+    HttpRequest, HttpResponse, ResponseError,
+};
+
+use super::types::ErrorResponse;
+use crate::db::DbError;
+
+/// The public message of every 503.
+pub const UNAVAILABLE: &str = "Service temporarily unavailable";
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    public: String,
+    internal: Option<String>,
+}
+
+impl ApiError {
+    pub fn bad_request(public: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, public: public.into(), internal: None }
+    }
+
+    pub fn unauthorized(public: &str, internal: impl Into<String>) -> Self {
+        Self { status: StatusCode::UNAUTHORIZED, public: public.into(), internal: Some(internal.into()) }
+    }
+
+    pub fn not_found(public: &str) -> Self {
+        Self { status: StatusCode::NOT_FOUND, public: public.into(), internal: None }
+    }
+
+    pub fn unavailable(internal: impl Into<String>) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, public: UNAVAILABLE.into(), internal: Some(internal.into()) }
+    }
+
+    pub fn internal(internal: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            public: "Internal server error".into(),
+            internal: Some(internal.into()),
+        }
+    }
+
+    pub fn from_db(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(cause) => Self::unavailable(cause),
+            DbError::Query(cause) => Self::internal(cause.to_string()),
+        }
+    }
+
+    pub fn public_message(&self) -> &str {
+        &self.public
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.public)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(internal) = &self.internal {
+            if self.status.is_server_error() {
+                log::error!("{} {}: {internal}", self.status.as_u16(), self.public);
+            } else {
+                log::info!("{} {}: {internal}", self.status.as_u16(), self.public);
+            }
+        }
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorResponse::new(self.public.clone()))
+    }
+}
+
+/// Maps a data-access failure to the operation's own 500 or 503 variant,
+/// logging the cause: the handler edge of every operation goes through here.
+pub fn db_failure<R>(
+    operation: &str,
+    error: DbError,
+    internal_error: fn(ErrorResponse) -> R,
+    unavailable: fn(ErrorResponse) -> R,
+    public: &str,
+) -> R {
+    match error {
+        DbError::Unavailable(cause) => {
+            log::warn!("{operation}: database unavailable: {cause}");
+            unavailable(ErrorResponse::new(UNAVAILABLE))
+        }
+        DbError::Query(cause) => {
+            log::error!("{operation}: {cause}");
+            internal_error(ErrorResponse::new(public))
+        }
+    }
+}
+
+pub fn json_error_handler(error: JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    let public = match &error {
+        JsonPayloadError::ContentType => "Content-Type must be application/json".to_owned(),
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+            format!("Request body is larger than {limit} bytes")
+        }
+        JsonPayloadError::Deserialize(cause) => format!("Invalid request body: {cause}"),
+        _ => "Invalid request body".to_owned(),
+    };
+    ApiError::bad_request(public).into()
+}
+
+pub fn path_error_handler(error: PathError, _request: &HttpRequest) -> actix_web::Error {
+    let PathError::Deserialize(cause) = &error else {
+        return ApiError::bad_request("Invalid path parameter").into();
+    };
+    ApiError::bad_request(format!("Invalid path parameter: {cause}")).into()
+}
+
+/// Answers every request that matches no operation of the spec.
+pub async fn route_not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("Not found"))
+}

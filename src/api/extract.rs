@@ -1,0 +1,79 @@
+//! Extractors shared by the handlers: validated path ids and JSON bodies.
+
+use std::{fmt, ops::Deref};
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::{de::DeserializeOwned, Deserialize, Deserializer};
+
+use super::{error::ApiError, types::Validate};
+
+/// Longest identifier a path may carry (the spec's `maxLength`).
+pub const MAX_ID_LEN: usize = 64;
+/// The spec's `pattern` for identifiers.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
+/// A device or session identifier from the path, checked against the spec's
+/// `minLength`/`maxLength`/`pattern` before anything reaches the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let valid_chars = raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if raw.is_empty() || raw.len() > MAX_ID_LEN || !valid_chars {
+            return Err(format!(
+                "id must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '-' and '_'"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl Deref for ResourceId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The path of `/…/{id}/…` operations.
+#[derive(Debug, Deserialize)]
+pub struct IdPath {
+    pub id: ResourceId,
+}
+
+/// A JSON body that passed serde and the schema's remaining keywords.
+pub struct ValidatedJson<T>(pub T);
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<T>::from_request(request, payload);
+        Box::pin(async move {
+            let body = json.await?.into_inner();
+            body.validate()
+                .map_err(|reason| ApiError::bad_request(format!("Invalid request body: {reason}")))?;
+            Ok(ValidatedJson(body))
+        })
+    }
+}

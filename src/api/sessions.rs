@@ -1,0 +1,176 @@
+//! The `sessions` tag: one handler per operationId.
+
+use actix_web::{post, get, web};
+
+use super::{
+    devices::utc,
+    error::db_failure,
+    extract::IdPath,
+    types::{responses, ErrorResponse, MessageResponse, Session, SessionHeartbeatResponse, SessionListResponse},
+};
+use crate::{
+    auth::Caller,
+    db::{self, models::SessionWithDevice},
+    state::AppState,
+};
+
+fn session(listed: SessionWithDevice) -> Session {
+    let row = listed.session;
+    Session {
+        id: row.id,
+        device_name: listed.device_name,
+        ip_address: row.ip_address,
+        location: row.location,
+        started_at: utc(row.started_at),
+        last_activity: utc(row.last_activity),
+        expires_at: utc(row.expires_at),
+        login_method: row.login_method,
+    }
+}
+
+/// List the caller's active sessions
+#[utoipa::path(
+    operation_id = "listSessions",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The caller's active sessions.", body = SessionListResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 500, description = "The sessions could not be read.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[get("/sessions")]
+pub async fn list_sessions(caller: Caller, state: web::Data<AppState>) -> responses::ListSessions {
+    let outcome = state
+        .db
+        .run(move |conn| db::sessions::list_active_for_user(conn, &caller.user_id, db::now()))
+        .await;
+    match outcome {
+        Ok(rows) => responses::ListSessions::Ok(SessionListResponse {
+            success: true,
+            sessions: rows.into_iter().map(session).collect(),
+        }),
+        Err(e) => db_failure(
+            "listSessions",
+            e,
+            responses::ListSessions::InternalServerError,
+            responses::ListSessions::ServiceUnavailable,
+            "Failed to retrieve sessions",
+        ),
+    }
+}
+
+/// Sign out everywhere
+#[utoipa::path(
+    operation_id = "revokeAllSessions",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "No session of the caller is active any more.", body = MessageResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 500, description = "The sessions could not be revoked; nothing was changed.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[post("/sessions/revoke-all")]
+pub async fn revoke_all_sessions(caller: Caller, state: web::Data<AppState>) -> responses::RevokeAllSessions {
+    let outcome = state
+        .db
+        .write(move |conn| db::sessions::revoke_all(conn, &caller.user_id, db::now()))
+        .await;
+    match outcome {
+        Ok(_) => responses::RevokeAllSessions::Ok(MessageResponse::new("All sessions revoked successfully")),
+        Err(e) => db_failure(
+            "revokeAllSessions",
+            e,
+            responses::RevokeAllSessions::InternalServerError,
+            responses::RevokeAllSessions::ServiceUnavailable,
+            "Failed to revoke all sessions",
+        ),
+    }
+}
+
+/// End one session
+#[utoipa::path(
+    operation_id = "revokeSession",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Session identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    responses(
+        (status = 200, description = "The session is revoked.", body = MessageResponse),
+        (status = 400, description = "Malformed request.", body = ErrorResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 404, description = "The caller has no active session with that identifier.", body = ErrorResponse),
+        (status = 500, description = "The session could not be revoked.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[post("/sessions/{id}/revoke")]
+pub async fn revoke_session(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<IdPath>,
+) -> responses::RevokeSession {
+    let session_id = path.into_inner().id.into_inner();
+    let outcome = state
+        .db
+        .write(move |conn| db::sessions::revoke(conn, &caller.user_id, &session_id, db::now()))
+        .await;
+    match outcome {
+        Ok(true) => responses::RevokeSession::Ok(MessageResponse::new("Session revoked successfully")),
+        Ok(false) => responses::RevokeSession::NotFound(ErrorResponse::new("Session not found")),
+        Err(e) => db_failure(
+            "revokeSession",
+            e,
+            responses::RevokeSession::InternalServerError,
+            responses::RevokeSession::ServiceUnavailable,
+            "Failed to revoke session",
+        ),
+    }
+}
+
+/// Keep a session alive
+#[utoipa::path(
+    operation_id = "sessionHeartbeat",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Session identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    responses(
+        (status = 200, description = "The session's expiry moved to `newExpiry`.", body = SessionHeartbeatResponse),
+        (status = 400, description = "Malformed request.", body = ErrorResponse),
+        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 404, description = "The caller has no session with that identifier, or it is revoked or expired.", body = ErrorResponse),
+        (status = 500, description = "The session could not be updated.", body = ErrorResponse),
+        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+    )
+)]
+#[post("/sessions/{id}/heartbeat")]
+pub async fn session_heartbeat(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<IdPath>,
+) -> responses::SessionHeartbeat {
+    let session_id = path.into_inner().id.into_inner();
+    let now = db::now();
+    let new_expiry = now + state.policy.session_extension;
+    let outcome = state
+        .db
+        .write(move |conn| db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry))
+        .await;
+    match outcome {
+        Ok(true) => responses::SessionHeartbeat::Ok(SessionHeartbeatResponse {
+            success: true,
+            message: "Session updated successfully".into(),
+            new_expiry: utc(new_expiry),
+        }),
+        Ok(false) => responses::SessionHeartbeat::NotFound(ErrorResponse::new("Session not found or expired")),
+        Err(e) => db_failure(
+            "sessionHeartbeat",
+            e,
+            responses::SessionHeartbeat::InternalServerError,
+            responses::SessionHeartbeat::ServiceUnavailable,
+            "Failed to update session",
+        ),
+    }
+}

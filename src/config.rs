@@ -1,0 +1,216 @@
+//! Configuration: the command line and its environment variables (clap), and
+//! the JWT secret, which comes from `JWT_SECRET` or, in development mode on
+//! SQLite, from a generated file beside the database.
+
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    auth::MIN_SECRET_LEN,
+    db::{DatabaseUrl, PoolSettings},
+    state::Policy,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flashback-devices",
+    version,
+    about = "Device/Session Management API of the Flashback platform (OpenAPI-first)",
+    args_conflicts_with_subcommands = true,
+    after_help = "Environment: JWT_SECRET (HS256 secret, at least 32 bytes; without it, development \
+                  mode keeps a generated secret beside the SQLite database), RUST_LOG (log filter, default info)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, which runs when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// sqlite://PATH (the default, created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = DatabaseUrl::DEFAULT, global = true)]
+    pub database_url: String,
+    /// How long trustDevice (and `session create --trusted`) trusts a device, in days.
+    #[arg(long, env = "TRUST_PERIOD_DAYS", default_value_t = 30, global = true)]
+    pub trust_period_days: u32,
+    /// How far a heartbeat extends a session, in seconds; also the default --ttl.
+    #[arg(long, env = "SESSION_EXTENSION_SECONDS", default_value_t = 86_400, global = true)]
+    pub session_extension_seconds: u64,
+}
+
+impl CommonArgs {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            trust_period: Duration::from_secs(u64::from(self.trust_period_days) * 24 * 3600),
+            session_extension: Duration::from_secs(self.session_extension_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Manage sessions from the command line.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document (JSON, or YAML with --yaml).
+    Openapi {
+        #[arg(long)]
+        yaml: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: String,
+    /// HTTP worker threads (default: one per CPU core).
+    #[arg(long, env = "WORKERS")]
+    pub workers: Option<usize>,
+    /// Database connections kept at most.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+    /// How long a request waits for a database connection before answering 503, in milliseconds.
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_pool_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.db_pool_size.max(1),
+            acquire_timeout: Duration::from_millis(self.db_pool_timeout_ms.max(1)),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Register a device (or reuse the user's device with that fingerprint) and a
+    /// new session, and print its token as one JSON object.
+    Create(SessionCreateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SessionCreateArgs {
+    #[arg(long)]
+    pub user: String,
+    #[arg(long)]
+    pub device_name: String,
+    /// Identifies the device among the user's devices (default: a new one).
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// DESKTOP, MOBILE or TABLET.
+    #[arg(long, default_value = "DESKTOP")]
+    pub device_type: String,
+    #[arg(long, default_value = "unknown")]
+    pub os: String,
+    #[arg(long, default_value = "unknown")]
+    pub browser: String,
+    #[arg(long)]
+    pub user_agent: Option<String>,
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// "City, Country" or any free text.
+    #[arg(long)]
+    pub location: Option<String>,
+    #[arg(long, default_value = "password")]
+    pub login_method: String,
+    /// Session lifetime in seconds (default: SESSION_EXTENSION_SECONDS).
+    #[arg(long)]
+    pub ttl: Option<u64>,
+    /// Mark the device trusted for the trust period.
+    #[arg(long)]
+    pub trusted: bool,
+}
+
+/// Where the JWT secret came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Environment,
+    /// Development mode: generated once and kept in this file.
+    DevelopmentFile(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes (got {0})")]
+    TooShort(usize),
+    #[error("JWT_SECRET is required when DATABASE_URL is PostgreSQL (development mode is SQLite only)")]
+    RequiredForPostgres,
+    #[error("development JWT secret file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// The secret from `JWT_SECRET`, or in development mode the one kept beside
+/// the SQLite database (created with mode 0600 on first use), so that
+/// `serve` and `session create` agree without configuration.
+pub fn resolve_jwt_secret(env_secret: Option<String>, database: &DatabaseUrl) -> Result<(Vec<u8>, SecretSource), SecretError> {
+    if let Some(secret) = env_secret.filter(|s| !s.is_empty()) {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(SecretError::TooShort(secret.len()));
+        }
+        return Ok((secret.into_bytes(), SecretSource::Environment));
+    }
+    let DatabaseUrl::Sqlite { path } = database else {
+        return Err(SecretError::RequiredForPostgres);
+    };
+    let file = development_secret_path(path);
+    let secret = read_or_create_secret(&file).map_err(|reason| SecretError::File { path: file.clone(), reason })?;
+    Ok((secret, SecretSource::DevelopmentFile(file)))
+}
+
+pub fn development_secret_path(database: &Path) -> PathBuf {
+    let mut name = database.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".jwt-secret");
+    database.with_file_name(name)
+}
+
+fn read_or_create_secret(file: &Path) -> Result<Vec<u8>, String> {
+    use rand::RngCore;
+    match fs::read_to_string(file) {
+        Ok(text) => {
+            let secret = text.trim().as_bytes().to_vec();
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(format!("holds {} bytes; delete it to generate a new one", secret.len()));
+            }
+            return Ok(secret);
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let created = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file);
+    match created {
+        Ok(mut handle) => {
+            handle.write_all(secret.as_bytes()).map_err(|e| e.to_string())?;
+            handle.sync_all().map_err(|e| e.to_string())?;
+            Ok(secret.into_bytes())
+        }
+        // Another process (say `session create` racing `serve`) won: use its secret.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_or_create_secret(file),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,122 @@
+//! All SQL on `devices`. Every function takes the owner's user id: a device
+//! of another user is indistinguishable from a missing one.
+
+use chrono::NaiveDateTime;
+use diesel::{prelude::*, result::Error};
+
+use super::{
+    models::DeviceRow,
+    schema::{devices, sessions},
+    AnyConnection,
+};
+
+pub const TRUST_LEVEL_TRUSTED: &str = "HIGH";
+pub const TRUST_LEVEL_UNTRUSTED: &str = "LOW";
+
+pub fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<DeviceRow>, Error> {
+    devices::table
+        .filter(devices::user_id.eq(user_id))
+        .order((devices::last_seen.desc(), devices::id))
+        .select(DeviceRow::as_select())
+        .load(conn)
+}
+
+pub fn find_for_user(conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<Option<DeviceRow>, Error> {
+    devices::table
+        .filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id)))
+        .select(DeviceRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_fingerprint(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    fingerprint: &str,
+) -> Result<Option<DeviceRow>, Error> {
+    devices::table
+        .filter(devices::user_id.eq(user_id).and(devices::fingerprint.eq(fingerprint)))
+        .select(DeviceRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert(conn: &mut AnyConnection, device: &DeviceRow) -> Result<(), Error> {
+    diesel::insert_into(devices::table).values(device).execute(conn).map(drop)
+}
+
+/// Refreshes what a new sign-in tells about a known device.
+pub fn record_sign_in(conn: &mut AnyConnection, seen: &DeviceRow) -> Result<(), Error> {
+    diesel::update(devices::table.filter(devices::id.eq(&seen.id)))
+        .set((
+            devices::device_name.eq(&seen.device_name),
+            devices::device_type.eq(&seen.device_type),
+            devices::os.eq(&seen.os),
+            devices::browser.eq(&seen.browser),
+            devices::user_agent.eq(&seen.user_agent),
+            devices::ip_address.eq(&seen.ip_address),
+            devices::country.eq(&seen.country),
+            devices::city.eq(&seen.city),
+            devices::last_seen.eq(seen.last_seen),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Trusts the caller's device with `fingerprint` until `until`.
+/// Returns false when the caller has no such device.
+pub fn trust(conn: &mut AnyConnection, user_id: &str, fingerprint: &str, until: NaiveDateTime) -> Result<bool, Error> {
+    let updated = diesel::update(
+        devices::table.filter(devices::user_id.eq(user_id).and(devices::fingerprint.eq(fingerprint))),
+    )
+    .set((
+        devices::is_trusted.eq(true),
+        devices::trust_level.eq(TRUST_LEVEL_TRUSTED),
+        devices::trust_expires_at.eq(Some(until)),
+    ))
+    .execute(conn)?;
+    Ok(updated > 0)
+}
+
+/// Untrusts the caller's device and revokes all its active sessions. Must
+/// run inside a write transaction so that both changes land or neither.
+/// Returns false when the caller has no such device.
+pub fn untrust(conn: &mut AnyConnection, user_id: &str, device_id: &str, now: NaiveDateTime) -> Result<bool, Error> {
+    let updated = diesel::update(devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))))
+        .set((
+            devices::is_trusted.eq(false),
+            devices::trust_level.eq(TRUST_LEVEL_UNTRUSTED),
+            devices::trust_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    diesel::update(
+        sessions::table.filter(sessions::device_id.eq(device_id).and(sessions::revoked_at.is_null())),
+    )
+    .set(sessions::revoked_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(true)
+}
+
+/// Deletes the caller's device; its sessions go with it (ON DELETE CASCADE,
+/// and explicitly, so the outcome does not hang on the foreign-key pragma).
+/// Returns false when the caller has no such device.
+pub fn delete(conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<bool, Error> {
+    let owned = devices::table
+        .filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id)))
+        .select(devices::id)
+        .first::<String>(conn)
+        .optional()?;
+    if owned.is_none() {
+        return Ok(false);
+    }
+    diesel::delete(sessions::table.filter(sessions::device_id.eq(device_id))).execute(conn)?;
+    diesel::delete(devices::table.filter(devices::id.eq(device_id))).execute(conn)?;
+    Ok(true)
+}
+
+pub fn count_all(conn: &mut AnyConnection) -> Result<i64, Error> {
+    devices::table.count().get_result(conn)
+}

@@ -1,0 +1,298 @@
+//! The database: backend chosen from `DATABASE_URL`, an r2d2 pool of Diesel
+//! connections, migrations, and the one way handlers reach it ([`Db::run`] /
+//! [`Db::write`]), which keeps Diesel's blocking calls off the actix workers.
+
+pub mod devices;
+pub mod models;
+pub mod schema;
+pub mod sessions;
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use diesel::{
+    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
+    pg::PgConnection,
+    result::{DatabaseErrorKind, Error as DieselError},
+    sqlite::SqliteConnection,
+    Connection,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+/// The migrations under `schema/`, portable across both backends.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("schema");
+
+/// One connection of either backend; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the data lives, parsed from `DATABASE_URL` by its scheme (as diesel
+/// CLI's `InferConnection` does) so that a wrong URL is a clear error rather
+/// than whatever the first backend tried happens to say.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DatabaseUrlError {
+    #[error("DATABASE_URL has no scheme: use sqlite://PATH or postgres://USER@HOST/DB")]
+    NoScheme,
+    #[error("DATABASE_URL scheme `{0}` is not supported: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedScheme(String),
+    #[error("DATABASE_URL sqlite:// needs a file path, e.g. sqlite://flashback-devices.db")]
+    EmptySqlitePath,
+}
+
+impl DatabaseUrl {
+    pub const DEFAULT: &'static str = "sqlite://flashback-devices.db";
+
+    pub fn parse(url: &str) -> Result<Self, DatabaseUrlError> {
+        let (scheme, rest) = url.split_once("://").ok_or(DatabaseUrlError::NoScheme)?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(DatabaseUrlError::EmptySqlitePath);
+                }
+                Ok(Self::Sqlite { path: PathBuf::from(path) })
+            }
+            "postgres" | "postgresql" => Ok(Self::Postgres { url: url.to_owned() }),
+            other => Err(DatabaseUrlError::UnsupportedScheme(other.to_owned())),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Self::Sqlite { .. })
+    }
+
+    fn connect(&self) -> Result<AnyConnection, diesel::ConnectionError> {
+        match self {
+            Self::Sqlite { path } => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                // WAL lets readers run beside the writer; the busy timeout makes a
+                // writer wait for the lock instead of failing; synchronous=FULL
+                // makes an acknowledged untrust survive power loss, not only a
+                // crash of this process (WAL with NORMAL would survive the latter).
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA busy_timeout = 5000;
+                     PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            Self::Postgres { url } => Ok(AnyConnection::Postgresql(PgConnection::establish(url)?)),
+        }
+    }
+}
+
+/// Shows the URL without its password, so it can go in logs and errors.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres { url } => match url::Url::parse(url) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    write!(f, "{parsed}")
+                }
+                Err(_) => f.write_str("postgres://(unparsable URL)"),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Opens connections of the backend the URL names; r2d2 calls it.
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        self.url.connect()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        // A connection left inside a transaction must not be handed out again.
+        match conn {
+            AnyConnection::Postgresql(c) => {
+                AnsiTransactionManager::is_broken_transaction_manager(c)
+            }
+            AnyConnection::Sqlite(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections kept open at most.
+    pub max_size: u32,
+    /// How long a request waits for a free connection before it gets a 503.
+    pub acquire_timeout: Duration,
+}
+
+/// Why a database call failed, split by what the client should be told.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time, or the server went away: retryable (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a broken invariant (500).
+    #[error("database error: {0}")]
+    Query(#[from] DieselError),
+}
+
+impl DbError {
+    fn classify(error: DieselError) -> Self {
+        match &error {
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
+            | DieselError::BrokenTransactionManager => Self::Unavailable(error.to_string()),
+            _ => Self::Query(error),
+        }
+    }
+}
+
+/// The pool plus the knowledge of which backend it talks to.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<ConnectionManager>,
+    url: DatabaseUrl,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database at {url}: {source}")]
+    Connect {
+        url: DatabaseUrl,
+        source: diesel::ConnectionError,
+    },
+    #[error("cannot run the migrations on {url}: {message}")]
+    Migrate { url: DatabaseUrl, message: String },
+    #[error("cannot create the connection pool for {url}: {source}")]
+    Pool { url: DatabaseUrl, source: r2d2::Error },
+}
+
+impl Db {
+    /// Connects once (so that a bad URL or an unreachable server is reported
+    /// with the driver's own words), runs pending migrations on that
+    /// connection, then builds the pool. Blocking: call before serving.
+    pub fn open(url: DatabaseUrl, settings: PoolSettings) -> Result<Self, OpenError> {
+        let mut first = url.connect().map_err(|source| OpenError::Connect { url: url.clone(), source })?;
+        run_migrations(&mut first).map_err(|message| OpenError::Migrate { url: url.clone(), message })?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.max_size)
+            .min_idle(Some(settings.max_size.min(2)))
+            .connection_timeout(settings.acquire_timeout)
+            .build(ConnectionManager { url: url.clone() })
+            .map_err(|source| OpenError::Pool { url: url.clone(), source })?;
+        Ok(Self { pool, url })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Runs `work` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            work(&mut conn).map_err(DbError::classify)
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
+    }
+
+    /// Like [`Db::run`], inside a write transaction (see [`write_transaction`]).
+    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |conn| write_transaction(conn, work)).await
+    }
+
+    /// Blocking variant for the CLI and start-up, which run outside actix.
+    pub fn run_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        work(&mut conn).map_err(DbError::classify)
+    }
+}
+
+/// Runs `work` in a transaction that takes the write lock up front.
+///
+/// On SQLite a deferred transaction that reads first and writes later can
+/// fail with SQLITE_BUSY without waiting for the busy timeout (the lock
+/// upgrade would deadlock); `BEGIN IMMEDIATE` takes the write lock at once and
+/// waits for it properly. PostgreSQL's ordinary transaction is already fine.
+pub fn write_transaction<T>(
+    conn: &mut AnyConnection,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+) -> Result<T, DieselError> {
+    if let AnyConnection::Postgresql(_) = conn {
+        return conn.transaction(work);
+    }
+    if let AnyConnection::Sqlite(sqlite) = conn {
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    }
+    let outcome = work(conn);
+    let AnyConnection::Sqlite(sqlite) = conn else { unreachable!("checked above") };
+    match outcome {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(sqlite)?;
+            Ok(value)
+        }
+        Err(error) => {
+            AnsiTransactionManager::rollback_transaction(sqlite)?;
+            Err(error)
+        }
+    }
+}
+
+pub fn run_migrations(conn: &mut AnyConnection) -> Result<(), String> {
+    let applied = match conn {
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(MIGRATIONS).map(|v| v.len()),
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| e.to_string())?;
+    if applied > 0 {
+        log::info!("applied {applied} database migration(s)");
+    }
+    Ok(())
+}
+
+/// The current time as stored: UTC, microsecond precision (PostgreSQL's).
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    let now = chrono::Utc::now().naive_utc();
+    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+}

@@ -1,0 +1,41 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_id -> Text,
+        fingerprint -> Text,
+        device_name -> Text,
+        device_type -> Text,
+        os -> Text,
+        browser -> Text,
+        user_agent -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        country -> Nullable<Text>,
+        city -> Nullable<Text>,
+        is_trusted -> Bool,
+        trust_level -> Text,
+        trust_expires_at -> Nullable<Timestamp>,
+        last_seen -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        device_id -> Text,
+        ip_address -> Nullable<Text>,
+        location -> Nullable<Text>,
+        login_method -> Text,
+        started_at -> Timestamp,
+        last_activity -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(sessions -> devices (device_id));
+
+diesel::allow_tables_to_appear_in_same_query!(devices, sessions,);

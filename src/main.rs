@@ -1,0 +1,124 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use flashback_devices::{
+    api::types::DeviceType,
+    auth::TokenKeys,
+    config::{resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, SessionCommand, SessionCreateArgs},
+    db::{DatabaseUrl, Db, PoolSettings},
+    docs,
+    provisioning::{self, SignIn},
+    startup::{Application, ServerOptions},
+    state::AppState,
+};
+
+/// Exit code for configuration and start-up errors (bad URL, unreachable database, bad secret).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    match run(command, &cli.common) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
+    match command {
+        Command::Openapi { yaml } => {
+            if yaml {
+                print!("{}", docs::SPEC_YAML);
+            } else {
+                let json = serde_json::to_string_pretty(docs::spec_json()).map_err(|e| e.to_string())?;
+                println!("{json}");
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
+            open_db(url, PoolSettings { max_size: 1, acquire_timeout: std::time::Duration::from_secs(5) })?;
+            println!("migrations are up to date");
+            Ok(())
+        }
+        Command::Session(SessionCommand::Create(args)) => create_session(args, common),
+        Command::Serve(args) => serve(args, common),
+    }
+}
+
+fn open_db(url: DatabaseUrl, pool: PoolSettings) -> Result<Db, String> {
+    Db::open(url, pool).map_err(|e| e.to_string())
+}
+
+fn token_keys(url: &DatabaseUrl) -> Result<(TokenKeys, SecretSource), String> {
+    let (secret, source) = resolve_jwt_secret(std::env::var("JWT_SECRET").ok(), url).map_err(|e| e.to_string())?;
+    let keys = TokenKeys::hs256(&secret).map_err(|e| e.to_string())?;
+    Ok((keys, source))
+}
+
+fn create_session(args: SessionCreateArgs, common: &CommonArgs) -> Result<(), String> {
+    let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
+    let device_type = DeviceType::from_wire(&args.device_type.to_ascii_uppercase())
+        .ok_or_else(|| format!("--device-type must be one of DESKTOP, MOBILE, TABLET (got {})", args.device_type))?;
+    let (tokens, _) = token_keys(&url)?;
+    let db = open_db(url, PoolSettings { max_size: 1, acquire_timeout: std::time::Duration::from_secs(5) })?;
+    let policy = common.policy();
+    let request = SignIn {
+        user_id: args.user,
+        device_name: args.device_name,
+        fingerprint: args.fingerprint,
+        device_type,
+        os: args.os,
+        browser: args.browser,
+        user_agent: args.user_agent,
+        ip_address: args.ip,
+        location: args.location,
+        login_method: args.login_method,
+        ttl: args.ttl.map(std::time::Duration::from_secs).unwrap_or(policy.session_extension),
+        trusted: args.trusted,
+    };
+    let issued = provisioning::sign_in(&db, &tokens, &policy, request).map_err(|e| e.to_string())?;
+    println!("{}", serde_json::to_string(&issued).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
+    let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
+    let (tokens, source) = token_keys(&url)?;
+    log::info!("database: {url}");
+    let db = open_db(url, args.pool())?;
+    let policy = common.policy();
+    let options = ServerOptions { bind_addr: args.bind_addr.clone(), workers: args.workers };
+
+    let demo = match &source {
+        SecretSource::Environment => None,
+        SecretSource::DevelopmentFile(file) => {
+            log::warn!(
+                "development mode: JWT_SECRET is not set, so tokens are signed with a generated secret kept in {}; \
+                 set JWT_SECRET in production",
+                file.display()
+            );
+            provisioning::seed_demo_if_empty(&db, &tokens, &policy).map_err(|e| format!("cannot seed demo data: {e}"))?
+        }
+    };
+
+    let state = AppState { db, tokens, policy };
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(state, &options)
+            .map_err(|e| format!("cannot listen on {}: {e}", options.bind_addr))?;
+        let host = options.bind_addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+        let base = format!("http://{host}:{}", app.port());
+        log::info!("listening on {base}; Swagger UI at {base}/swagger-ui/");
+        if let Some(demo) = demo {
+            // Printed, not logged: it is the one token development mode hands out on purpose.
+            println!("Swagger UI: {base}/swagger-ui/");
+            println!("Demo token for user `{}` (valid until {}); paste it into Authorize:", demo.user_id, demo.expires_at);
+            println!("{}", demo.token);
+        }
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}

@@ -1,0 +1,156 @@
+//! Creating sessions outside the API: `session create` on the command line,
+//! and the demo data that development mode seeds into an empty database. In
+//! production a sign-in service writes sessions to the same tables.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{
+    api::types::DeviceType,
+    auth::TokenKeys,
+    db::{self, devices::TRUST_LEVEL_TRUSTED, models::{DeviceRow, SessionRow}, Db, DbError},
+    state::Policy,
+};
+
+/// Who signs in, on what, and for how long.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub user_id: String,
+    pub device_name: String,
+    pub fingerprint: Option<String>,
+    pub device_type: DeviceType,
+    pub os: String,
+    pub browser: String,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    /// Free text; "City, Country" also fills the device's city and country.
+    pub location: Option<String>,
+    pub login_method: String,
+    pub ttl: Duration,
+    pub trusted: bool,
+}
+
+/// What `session create` prints: exactly these fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedSession {
+    pub token: String,
+    pub session_id: String,
+    pub device_id: String,
+    pub user_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot sign the token: {0}")]
+    Token(#[from] jsonwebtoken::errors::Error),
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Registers the device (or refreshes the user's device with that
+/// fingerprint) and a new session on it, and signs the session's token.
+pub fn sign_in(db: &Db, tokens: &TokenKeys, policy: &Policy, request: SignIn) -> Result<IssuedSession, ProvisionError> {
+    for (name, value) in [("user", &request.user_id), ("fingerprint", request.fingerprint.as_ref().unwrap_or(&"x".into()))] {
+        if value.is_empty() || value.len() > 256 {
+            return Err(ProvisionError::Invalid(format!("--{name} must be 1 to 256 characters")));
+        }
+    }
+    let now = db::now();
+    let ttl = chrono::TimeDelta::from_std(request.ttl).map_err(|_| ProvisionError::Invalid("--ttl is too large".into()))?;
+    let expires_at = now + ttl;
+    let (city, country) = match request.location.as_deref().and_then(|l| l.split_once(',')) {
+        Some((city, country)) => (Some(city.trim().to_owned()), Some(country.trim().to_owned())),
+        None => (None, None),
+    };
+    let trusted_until = request.trusted.then(|| now + policy.trust_period);
+    let mut device = DeviceRow {
+        id: new_id(),
+        user_id: request.user_id.clone(),
+        fingerprint: request.fingerprint.clone().unwrap_or_else(|| format!("fp-{}", new_id())),
+        device_name: request.device_name,
+        device_type: request.device_type.as_str().to_owned(),
+        os: request.os,
+        browser: request.browser,
+        user_agent: request.user_agent,
+        ip_address: request.ip_address.clone(),
+        country,
+        city,
+        is_trusted: request.trusted,
+        trust_level: if request.trusted { TRUST_LEVEL_TRUSTED } else { "UNKNOWN" }.to_owned(),
+        trust_expires_at: trusted_until,
+        last_seen: now,
+        created_at: now,
+    };
+    let session = SessionRow {
+        id: new_id(),
+        user_id: request.user_id.clone(),
+        device_id: String::new(),
+        ip_address: request.ip_address,
+        location: request.location,
+        login_method: request.login_method,
+        started_at: now,
+        last_activity: now,
+        expires_at,
+        revoked_at: None,
+    };
+    let (device_id, session_id) = db.run_blocking(move |conn| {
+        db::write_transaction(conn, |conn| {
+            match db::devices::find_by_fingerprint(conn, &device.user_id, &device.fingerprint)? {
+                Some(existing) => {
+                    device.id = existing.id;
+                    db::devices::record_sign_in(conn, &device)?;
+                    if let Some(until) = trusted_until {
+                        db::devices::trust(conn, &device.user_id, &device.fingerprint, until)?;
+                    }
+                }
+                None => db::devices::insert(conn, &device)?,
+            }
+            let session = SessionRow { device_id: device.id.clone(), ..session };
+            db::sessions::insert(conn, &session)?;
+            Ok((device.id, session.id))
+        })
+    })?;
+    let expires_at = crate::api::devices::utc(expires_at);
+    let token = tokens.sign(&request.user_id, &session_id, expires_at)?;
+    Ok(IssuedSession { token, session_id, device_id, user_id: request.user_id, expires_at })
+}
+
+pub const DEMO_USER: &str = "demo-user";
+
+/// Seeds a demo user with a few devices and sessions when the database has
+/// no device at all; returns the session whose token to show, if it did.
+pub fn seed_demo_if_empty(db: &Db, tokens: &TokenKeys, policy: &Policy) -> Result<Option<IssuedSession>, ProvisionError> {
+    if db.run_blocking(db::devices::count_all)? > 0 {
+        return Ok(None);
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let sign_in_as = |name: &str, fingerprint: &str, kind: DeviceType, os: &str, browser: &str, ip: &str, location: &str, trusted: bool| SignIn {
+        user_id: DEMO_USER.into(),
+        device_name: name.into(),
+        fingerprint: Some(fingerprint.into()),
+        device_type: kind,
+        os: os.into(),
+        browser: browser.into(),
+        user_agent: Some(format!("Mozilla/5.0 ({os}) {browser}")),
+        ip_address: Some(ip.into()),
+        location: Some(location.into()),
+        login_method: "password".into(),
+        ttl: day,
+        trusted,
+    };
+    let main = sign_in(db, tokens, policy, sign_in_as("Work laptop", "demo-laptop", DeviceType::Desktop, "macOS 15", "Firefox 133", "203.0.113.7", "Lisbon, Portugal", true))?;
+    sign_in(db, tokens, policy, sign_in_as("Work laptop", "demo-laptop", DeviceType::Desktop, "macOS 15", "Safari 18", "203.0.113.7", "Lisbon, Portugal", true))?;
+    sign_in(db, tokens, policy, sign_in_as("Phone", "demo-phone", DeviceType::Mobile, "Android 15", "Chrome 131", "198.51.100.23", "Porto, Portugal", true))?;
+    sign_in(db, tokens, policy, sign_in_as("Old tablet", "demo-tablet", DeviceType::Tablet, "iPadOS 17", "Safari 17", "192.0.2.44", "Madrid, Spain", false))?;
+    Ok(Some(main))
+}

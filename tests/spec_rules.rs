@@ -1,0 +1,479 @@
+//! The rules of `src/build_support/validate.rs`: the real document passes them,
+//! and each rule catches the one breakage made to a fresh copy of it.
+
+#[path = "../src/build_support/validate.rs"]
+mod validate;
+
+use serde_json::{json, Value};
+use validate::{validate, SpecViolation};
+
+fn spec() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Validates a copy of the real document after `f` broke it.
+fn break_spec(f: impl FnOnce(&mut Value)) -> Vec<SpecViolation> {
+    let mut spec = spec();
+    f(&mut spec);
+    validate(&spec)
+}
+
+/// The node at `pointer`, which the test expects to exist.
+fn at<'a>(spec: &'a mut Value, pointer: &str) -> &'a mut Value {
+    spec.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("the spec has no {pointer}"))
+}
+
+/// Removes the member named by the last token of `pointer`, which must exist.
+fn remove(spec: &mut Value, pointer: &str) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("a pointer below the root");
+    let key = key.replace("~1", "/").replace("~0", "~");
+    at(spec, parent)
+        .as_object_mut()
+        .and_then(|object| object.shift_remove(&key))
+        .unwrap_or_else(|| panic!("the spec has no {pointer}"))
+}
+
+fn rename_path(spec: &mut Value, from: &str, to: &str) {
+    let paths = at(spec, "/paths").as_object_mut().expect("paths is a map");
+    let item = paths.shift_remove(from).expect("the path exists");
+    paths.insert(to.to_owned(), item);
+}
+
+fn list(violations: &[SpecViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("  {v}\n"))
+        .collect()
+}
+
+/// Asserts a violation of `rule` at exactly `pointer`, whose message contains
+/// `words`; returns it.
+#[track_caller]
+fn assert_found<'v>(
+    violations: &'v [SpecViolation],
+    rule: &str,
+    pointer: &str,
+    words: &str,
+) -> &'v SpecViolation {
+    violations
+        .iter()
+        .find(|v| v.rule == rule && v.pointer == pointer && v.message.contains(words))
+        .unwrap_or_else(|| {
+            panic!(
+                "expected [{rule}] at {pointer} mentioning {words:?}, got:\n{}",
+                list(violations)
+            )
+        })
+}
+
+#[track_caller]
+fn count(violations: &[SpecViolation], rule: &str) -> usize {
+    violations.iter().filter(|v| v.rule == rule).count()
+}
+
+#[test]
+fn the_real_spec_breaks_no_rule() {
+    let violations = validate(&spec());
+    assert!(violations.is_empty(), "violations:\n{}", list(&violations));
+}
+
+#[test]
+fn violations_display_pointer_rule_and_message() {
+    let violation = SpecViolation {
+        pointer: "/openapi".to_owned(),
+        rule: "openapi-version",
+        message: "wrong".to_owned(),
+    };
+    assert_eq!(violation.to_string(), "/openapi: [openapi-version] wrong");
+}
+
+#[test]
+fn violations_are_sorted_by_pointer() {
+    let violations = break_spec(|spec| {
+        *at(spec, "/openapi") = json!("3.0.3");
+        remove(spec, "/paths/~1devices/get/summary");
+        remove(spec, "/components/responses/BadRequest/content");
+    });
+    assert_eq!(violations.len(), 3, "{}", list(&violations));
+    assert!(violations.windows(2).all(|w| w[0].pointer <= w[1].pointer));
+}
+
+// ----- openapi-version -------------------------------------------------------
+
+#[test]
+fn openapi_version_must_be_3_1() {
+    let violations = break_spec(|spec| *at(spec, "/openapi") = json!("3.0.3"));
+    assert_found(&violations, "openapi-version", "/openapi", "3.0.3");
+}
+
+#[test]
+fn openapi_version_must_be_a_string() {
+    let violations = break_spec(|spec| *at(spec, "/openapi") = json!(3.1));
+    assert_found(&violations, "openapi-version", "/openapi", "string");
+}
+
+// ----- unresolved-ref --------------------------------------------------------
+
+#[test]
+fn a_ref_to_a_missing_schema_is_reported() {
+    let schema = "/paths/~1devices/get/responses/200/content/application~1json/schema";
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{schema}/$ref")) = json!("#/components/schemas/Nope");
+    });
+    assert_found(&violations, "unresolved-ref", schema, "#/components/schemas/Nope");
+}
+
+#[test]
+fn a_ref_to_another_document_is_reported() {
+    let parameter = "/paths/~1devices~1{id}/get/parameters/0";
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{parameter}/$ref")) = json!("common.yaml#/DeviceId");
+    });
+    assert_found(&violations, "unresolved-ref", parameter, "common.yaml#/DeviceId");
+}
+
+#[test]
+fn a_ref_inside_a_component_schema_is_checked() {
+    let property = "/components/schemas/Device/properties/deviceType";
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{property}/$ref")) = json!("#/components/schemas/DeviceKind");
+    });
+    assert_found(&violations, "unresolved-ref", property, "DeviceKind");
+}
+
+// ----- path-params -----------------------------------------------------------
+
+#[test]
+fn a_template_parameter_must_be_declared() {
+    let violations = break_spec(|spec| {
+        remove(spec, "/paths/~1devices~1{id}~1untrust/post/parameters");
+    });
+    assert_found(
+        &violations,
+        "path-params",
+        "/paths/~1devices~1{id}~1untrust/post",
+        "`{id}`",
+    );
+}
+
+#[test]
+fn a_declared_path_parameter_must_be_in_the_template() {
+    let violations = break_spec(|spec| {
+        at(spec, "/paths/~1devices/get")["parameters"] =
+            json!([{"$ref": "#/components/parameters/DeviceId"}]);
+    });
+    assert_found(
+        &violations,
+        "path-params",
+        "/paths/~1devices/get",
+        "`{id}` is not in the template",
+    );
+}
+
+#[test]
+fn renaming_a_template_parameter_alone_breaks_both_directions() {
+    let violations = break_spec(|spec| {
+        rename_path(spec, "/sessions/{id}/revoke", "/sessions/{sessionId}/revoke");
+    });
+    let operation = "/paths/~1sessions~1{sessionId}~1revoke/post";
+    assert_found(&violations, "path-params", operation, "`{sessionId}`");
+    assert_found(&violations, "path-params", operation, "`{id}` is not in the template");
+}
+
+#[test]
+fn a_path_parameter_must_be_required() {
+    let violations = break_spec(|spec| {
+        *at(spec, "/components/parameters/SessionId/required") = json!(false);
+    });
+    let operation = "/paths/~1sessions~1{id}~1heartbeat/post";
+    assert_found(&violations, "path-params", operation, "required: true");
+}
+
+#[test]
+fn path_parameters_may_be_declared_on_the_path_item() {
+    let violations = break_spec(|spec| {
+        let parameters = remove(spec, "/paths/~1sessions~1{id}~1revoke/post/parameters");
+        at(spec, "/paths/~1sessions~1{id}~1revoke")["parameters"] = parameters;
+    });
+    assert!(violations.is_empty(), "violations:\n{}", list(&violations));
+}
+
+// ----- operation-id ----------------------------------------------------------
+
+#[test]
+fn an_operation_needs_an_operation_id() {
+    let violations = break_spec(|spec| {
+        remove(spec, "/paths/~1sessions~1revoke-all/post/operationId");
+    });
+    assert_found(
+        &violations,
+        "operation-id",
+        "/paths/~1sessions~1revoke-all/post",
+        "operationId",
+    );
+}
+
+#[test]
+fn an_empty_operation_id_is_reported_at_the_id() {
+    let violations = break_spec(|spec| {
+        *at(spec, "/paths/~1sessions/get/operationId") = json!("");
+    });
+    assert_found(
+        &violations,
+        "operation-id",
+        "/paths/~1sessions/get/operationId",
+        "non-empty",
+    );
+}
+
+#[test]
+fn a_duplicate_operation_id_names_the_first_use() {
+    let violations = break_spec(|spec| {
+        *at(spec, "/paths/~1readyz/get/operationId") = json!("getHealth");
+    });
+    assert_found(
+        &violations,
+        "operation-id",
+        "/paths/~1readyz/get/operationId",
+        "/paths/~1healthz/get",
+    );
+    assert_eq!(count(&violations, "operation-id"), 1);
+}
+
+// ----- operation-tag / operation-summary -------------------------------------
+
+#[test]
+fn an_operation_needs_tags() {
+    let violations = break_spec(|spec| {
+        remove(spec, "/paths/~1devices~1trust/post/tags");
+    });
+    assert_found(
+        &violations,
+        "operation-tag",
+        "/paths/~1devices~1trust/post",
+        "tags",
+    );
+}
+
+#[test]
+fn an_empty_tag_list_is_reported_at_the_tags() {
+    let violations = break_spec(|spec| {
+        *at(spec, "/paths/~1devices~1trust/post/tags") = json!([]);
+    });
+    assert_found(
+        &violations,
+        "operation-tag",
+        "/paths/~1devices~1trust/post/tags",
+        "non-empty",
+    );
+}
+
+#[test]
+fn an_operation_needs_a_summary() {
+    let violations = break_spec(|spec| {
+        remove(spec, "/paths/~1devices~1{id}/delete/summary");
+    });
+    assert_found(
+        &violations,
+        "operation-summary",
+        "/paths/~1devices~1{id}/delete",
+        "summary",
+    );
+}
+
+// ----- secured-401 -----------------------------------------------------------
+
+#[test]
+fn a_secured_operation_documents_401() {
+    let violations = break_spec(|spec| {
+        remove(spec, "/paths/~1devices/get/responses/401");
+    });
+    assert_found(&violations, "secured-401", "/paths/~1devices/get/responses", "401");
+}
+
+#[test]
+fn an_operation_inherits_top_level_security() {
+    let violations = break_spec(|spec| {
+        spec["security"] = json!([{"bearerAuth": []}]);
+        remove(spec, "/paths/~1healthz/get/security");
+    });
+    assert_found(&violations, "secured-401", "/paths/~1healthz/get/responses", "401");
+    // /readyz keeps its own `security: []`, which overrides the top level.
+    assert_eq!(count(&violations, "secured-401"), 1, "{}", list(&violations));
+}
+
+#[test]
+fn optional_security_does_not_need_401() {
+    let violations = break_spec(|spec| {
+        *at(spec, "/paths/~1devices/get/security") = json!([{}]);
+        remove(spec, "/paths/~1devices/get/responses/401");
+    });
+    assert!(violations.is_empty(), "violations:\n{}", list(&violations));
+}
+
+// ----- response-json-schema --------------------------------------------------
+
+#[test]
+fn a_response_needs_json_content() {
+    let violations = break_spec(|spec| {
+        remove(spec, "/paths/~1readyz/get/responses/503/content");
+    });
+    assert_found(
+        &violations,
+        "response-json-schema",
+        "/paths/~1readyz/get/responses/503",
+        "content",
+    );
+}
+
+#[test]
+fn a_shared_response_is_checked_once_where_it_is_defined() {
+    let violations = break_spec(|spec| {
+        remove(
+            spec,
+            "/components/responses/DeviceNotFound/content/application~1json/schema",
+        );
+    });
+    assert_found(
+        &violations,
+        "response-json-schema",
+        "/components/responses/DeviceNotFound/content/application~1json",
+        "schema",
+    );
+    assert_eq!(count(&violations, "response-json-schema"), 1);
+}
+
+// ----- inline-object-schema --------------------------------------------------
+
+#[test]
+fn a_json_response_schema_must_be_a_component_ref() {
+    let schema = "/paths/~1devices~1trust/post/responses/200/content/application~1json/schema";
+    let violations = break_spec(|spec| {
+        *at(spec, schema) = json!({
+            "type": "object",
+            "properties": {"success": {"type": "boolean"}},
+        });
+    });
+    assert_found(&violations, "inline-object-schema", schema, "inline");
+    assert_eq!(count(&violations, "inline-object-schema"), 1);
+}
+
+#[test]
+fn a_json_request_body_schema_must_be_a_component_ref() {
+    let schema = "/paths/~1devices~1trust/post/requestBody/content/application~1json/schema";
+    let violations = break_spec(|spec| {
+        *at(spec, schema) = json!({
+            "type": "object",
+            "required": ["fingerprint"],
+            "properties": {"fingerprint": {"type": "string"}},
+        });
+    });
+    assert_found(&violations, "inline-object-schema", schema, "inline");
+}
+
+// ----- example-invalid -------------------------------------------------------
+
+#[test]
+fn a_response_example_must_match_its_schema() {
+    let example = "/paths/~1devices/get/responses/200/content/application~1json/example";
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{example}/success")) = json!("yes");
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        &format!("{example}/success"),
+        "\"yes\" is not of type \"boolean\"",
+    );
+}
+
+#[test]
+fn example_formats_are_checked() {
+    let example = "/paths/~1devices/get/responses/200/content/application~1json/example";
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{example}/devices/0/lastSeen")) = json!("yesterday");
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        &format!("{example}/devices/0/lastSeen"),
+        "date-time",
+    );
+}
+
+#[test]
+fn null_is_a_valid_example_for_a_nullable_type() {
+    let example = "/paths/~1devices/get/responses/200/content/application~1json/example";
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{example}/devices/0/city")) = Value::Null;
+        *at(spec, &format!("{example}/devices/0/trustExpiresAt")) = Value::Null;
+    });
+    assert!(violations.is_empty(), "violations:\n{}", list(&violations));
+}
+
+#[test]
+fn a_shared_response_example_is_checked_once_where_it_is_defined() {
+    let example = "/components/responses/DeviceNotFound/content/application~1json/example";
+    let violations = break_spec(|spec| {
+        remove(spec, &format!("{example}/error"));
+    });
+    assert_found(&violations, "example-invalid", example, "\"error\" is a required property");
+    assert_eq!(count(&violations, "example-invalid"), 1);
+}
+
+#[test]
+fn named_example_values_must_match_their_schema() {
+    let media = "/paths/~1healthz/get/responses/200/content/application~1json";
+    let violations = break_spec(|spec| {
+        let media = at(spec, media);
+        media["examples"] = json!({"up": {"value": {"success": true, "status": 1}}});
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        &format!("{media}/examples/up/value/status"),
+        "not of type \"string\"",
+    );
+}
+
+#[test]
+fn a_request_body_example_must_match_its_schema() {
+    let example = "/paths/~1devices~1trust/post/requestBody/content/application~1json/example";
+    let violations = break_spec(|spec| {
+        at(spec, example)["deviceId"] = json!("abc");
+    });
+    assert_found(&violations, "example-invalid", example, "deviceId");
+}
+
+#[test]
+fn a_component_parameter_example_must_match_its_schema() {
+    let violations = break_spec(|spec| {
+        at(spec, "/components/parameters/DeviceId")["example"] = json!("not an id!");
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        "/components/parameters/DeviceId/example",
+        "does not match",
+    );
+    assert_eq!(count(&violations, "example-invalid"), 1);
+}
+
+#[test]
+fn an_inline_parameter_example_must_match_its_schema() {
+    let parameter = "/paths/~1devices~1{id}/get/parameters/0";
+    let violations = break_spec(|spec| {
+        let mut inline = at(spec, "/components/parameters/DeviceId").clone();
+        inline["example"] = json!("");
+        *at(spec, parameter) = inline;
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        &format!("{parameter}/example"),
+        "shorter than 1 character",
+    );
+}

@@ -43,10 +43,7 @@ fn rename_path(spec: &mut Value, from: &str, to: &str) {
 }
 
 fn list(violations: &[SpecViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("  {v}\n"))
-        .collect()
+    violations.iter().map(|v| format!("  {v}\n")).collect()
 }
 
 /// Asserts a violation of `rule` at exactly `pointer`, whose message contains
@@ -69,7 +66,6 @@ fn assert_found<'v>(
         })
 }
 
-#[track_caller]
 fn count(violations: &[SpecViolation], rule: &str) -> usize {
     violations.iter().filter(|v| v.rule == rule).count()
 }
@@ -123,7 +119,12 @@ fn a_ref_to_a_missing_schema_is_reported() {
     let violations = break_spec(|spec| {
         *at(spec, &format!("{schema}/$ref")) = json!("#/components/schemas/Nope");
     });
-    assert_found(&violations, "unresolved-ref", schema, "#/components/schemas/Nope");
+    assert_found(
+        &violations,
+        "unresolved-ref",
+        schema,
+        "#/components/schemas/Nope",
+    );
 }
 
 #[test]
@@ -132,7 +133,12 @@ fn a_ref_to_another_document_is_reported() {
     let violations = break_spec(|spec| {
         *at(spec, &format!("{parameter}/$ref")) = json!("common.yaml#/DeviceId");
     });
-    assert_found(&violations, "unresolved-ref", parameter, "common.yaml#/DeviceId");
+    assert_found(
+        &violations,
+        "unresolved-ref",
+        parameter,
+        "common.yaml#/DeviceId",
+    );
 }
 
 #[test]
@@ -142,6 +148,36 @@ fn a_ref_inside_a_component_schema_is_checked() {
         *at(spec, &format!("{property}/$ref")) = json!("#/components/schemas/DeviceKind");
     });
     assert_found(&violations, "unresolved-ref", property, "DeviceKind");
+}
+
+#[test]
+fn a_ref_chain_that_loops_is_reported() {
+    let violations = break_spec(|spec| {
+        spec["components"]["responses"]["Loop"] = json!({"$ref": "#/components/responses/Loop"});
+    });
+    assert_found(
+        &violations,
+        "unresolved-ref",
+        "/components/responses/Loop",
+        "loops",
+    );
+}
+
+#[test]
+fn a_ref_inside_example_data_is_not_a_reference() {
+    let violations = break_spec(|spec| {
+        let media = at(
+            spec,
+            "/paths/~1healthz/get/responses/200/content/application~1json",
+        );
+        media["example"]["status"] = json!({"$ref": "#/nowhere"});
+    });
+    assert_eq!(
+        count(&violations, "unresolved-ref"),
+        0,
+        "{}",
+        list(&violations)
+    );
 }
 
 // ----- path-params -----------------------------------------------------------
@@ -176,11 +212,20 @@ fn a_declared_path_parameter_must_be_in_the_template() {
 #[test]
 fn renaming_a_template_parameter_alone_breaks_both_directions() {
     let violations = break_spec(|spec| {
-        rename_path(spec, "/sessions/{id}/revoke", "/sessions/{sessionId}/revoke");
+        rename_path(
+            spec,
+            "/sessions/{id}/revoke",
+            "/sessions/{sessionId}/revoke",
+        );
     });
     let operation = "/paths/~1sessions~1{sessionId}~1revoke/post";
     assert_found(&violations, "path-params", operation, "`{sessionId}`");
-    assert_found(&violations, "path-params", operation, "`{id}` is not in the template");
+    assert_found(
+        &violations,
+        "path-params",
+        operation,
+        "`{id}` is not in the template",
+    );
 }
 
 #[test]
@@ -291,7 +336,12 @@ fn a_secured_operation_documents_401() {
     let violations = break_spec(|spec| {
         remove(spec, "/paths/~1devices/get/responses/401");
     });
-    assert_found(&violations, "secured-401", "/paths/~1devices/get/responses", "401");
+    assert_found(
+        &violations,
+        "secured-401",
+        "/paths/~1devices/get/responses",
+        "401",
+    );
 }
 
 #[test]
@@ -300,9 +350,19 @@ fn an_operation_inherits_top_level_security() {
         spec["security"] = json!([{"bearerAuth": []}]);
         remove(spec, "/paths/~1healthz/get/security");
     });
-    assert_found(&violations, "secured-401", "/paths/~1healthz/get/responses", "401");
+    assert_found(
+        &violations,
+        "secured-401",
+        "/paths/~1healthz/get/responses",
+        "401",
+    );
     // /readyz keeps its own `security: []`, which overrides the top level.
-    assert_eq!(count(&violations, "secured-401"), 1, "{}", list(&violations));
+    assert_eq!(
+        count(&violations, "secured-401"),
+        1,
+        "{}",
+        list(&violations)
+    );
 }
 
 #[test]
@@ -420,7 +480,12 @@ fn a_shared_response_example_is_checked_once_where_it_is_defined() {
     let violations = break_spec(|spec| {
         remove(spec, &format!("{example}/error"));
     });
-    assert_found(&violations, "example-invalid", example, "\"error\" is a required property");
+    assert_found(
+        &violations,
+        "example-invalid",
+        example,
+        "\"error\" is a required property",
+    );
     assert_eq!(count(&violations, "example-invalid"), 1);
 }
 
@@ -475,5 +540,46 @@ fn an_inline_parameter_example_must_match_its_schema() {
         "example-invalid",
         &format!("{parameter}/example"),
         "shorter than 1 character",
+    );
+}
+
+#[test]
+fn a_component_schema_that_is_not_json_schema_is_reported_once() {
+    let violations = break_spec(|spec| {
+        *at(
+            spec,
+            "/components/schemas/ErrorResponse/properties/error/type",
+        ) = json!("strin");
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        "/components/schemas/ErrorResponse/properties/error/type",
+        "not a valid JSON Schema",
+    );
+    assert_eq!(
+        count(&violations, "example-invalid"),
+        1,
+        "{}",
+        list(&violations)
+    );
+}
+
+#[test]
+fn a_component_schema_that_cannot_compile_is_reported_once() {
+    let violations = break_spec(|spec| {
+        at(spec, "/components/schemas/ErrorResponse/properties/error")["pattern"] = json!("([");
+    });
+    assert_found(
+        &violations,
+        "example-invalid",
+        "/components/schemas/ErrorResponse/properties/error/pattern",
+        "regex",
+    );
+    assert_eq!(
+        count(&violations, "example-invalid"),
+        1,
+        "{}",
+        list(&violations)
     );
 }

@@ -68,9 +68,16 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> 
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = web::Json::<T>::from_request(request, payload);
+        let json = web::Json::<serde_json::Value>::from_request(request, payload);
         Box::pin(async move {
-            let body = json.await?.into_inner();
+            let value = json.await?.into_inner();
+            // serde would also accept a struct written as a JSON array; the
+            // spec's bodies are objects, so anything else is refused first.
+            if !value.is_object() {
+                return Err(ApiError::bad_request("Invalid request body: expected a JSON object").into());
+            }
+            let body: T = serde_json::from_value(value)
+                .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
             body.validate()
                 .map_err(|reason| ApiError::bad_request(format!("Invalid request body: {reason}")))?;
             Ok(ValidatedJson(body))

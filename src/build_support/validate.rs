@@ -61,9 +61,8 @@ pub fn validate(spec: &Value) -> Vec<SpecViolation> {
     checker.paths();
 
     let mut violations = checker.violations;
-    violations.sort_by(|a, b| {
-        (&a.pointer, a.rule, &a.message).cmp(&(&b.pointer, b.rule, &b.message))
-    });
+    violations
+        .sort_by(|a, b| (&a.pointer, a.rule, &a.message).cmp(&(&b.pointer, b.rule, &b.message)));
     // A shared example (`#/components/examples/..`) used twice under the same
     // schema would otherwise be reported twice.
     violations.dedup();
@@ -234,7 +233,10 @@ impl<'a> Checker<'a> {
             self.request_body(body, &format!("/components/requestBodies/{}", escape(name)));
         }
         for (name, parameter) in entries(components.and_then(|c| c.get("parameters"))) {
-            self.parameter(parameter, &format!("/components/parameters/{}", escape(name)));
+            self.parameter(
+                parameter,
+                &format!("/components/parameters/{}", escape(name)),
+            );
         }
     }
 
@@ -329,12 +331,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn operation_id(
-        &mut self,
-        operation: &Value,
-        at: &str,
-        seen: &mut HashMap<String, String>,
-    ) {
+    fn operation_id(&mut self, operation: &Value, at: &str, seen: &mut HashMap<String, String>) {
         let id_pointer = join(at, "operationId");
         match operation.get("operationId") {
             None => self.report(at, OPERATION_ID, "the operation has no `operationId`"),
@@ -506,18 +503,32 @@ impl<'a> Checker<'a> {
         let validator = match self.compile(schema) {
             Ok(validator) => validator,
             // The schema points where nothing is; unresolved-ref reports that.
-            Err(None) => return,
-            // Reported where the broken schema is.
-            Err(Some(_)) if !schema_is_valid || self.broken_component_schema => return,
-            Err(Some(problem)) => {
-                let message = format!("the schema cannot be compiled to check examples: {problem}");
-                self.report(&schema_at, EXAMPLE_INVALID, message);
+            Err(CompileFailure::Unresolved) => return,
+            // Already reported, with the meta-schema's more precise messages.
+            Err(CompileFailure::Invalid { .. })
+                if !schema_is_valid || self.broken_component_schema =>
+            {
+                return
+            }
+            // E.g. a `pattern` that is not a regex: reported where it is, so a
+            // broken component schema is reported once however many use it.
+            Err(CompileFailure::Invalid { path, message }) => {
+                let pointer = if path == "/components" || path.starts_with("/components/") {
+                    path // the root holds the components where the document does
+                } else {
+                    format!("{schema_at}{path}")
+                };
+                let message = format!("the schema cannot be compiled to check examples: {message}");
+                self.report(&pointer, EXAMPLE_INVALID, message);
                 return;
             }
         };
         for (instance, instance_at) in instances {
             for error in validator.iter_errors(instance) {
-                if matches!(error.kind(), jsonschema::error::ValidationErrorKind::Referencing(_)) {
+                if matches!(
+                    error.kind(),
+                    jsonschema::error::ValidationErrorKind::Referencing(_)
+                ) {
                     continue; // reported by unresolved-ref
                 }
                 let path = error.instance_path().as_str();
@@ -548,10 +559,7 @@ impl<'a> Checker<'a> {
     /// Compiles `schema` as JSON Schema 2020-12 inside a root that also holds
     /// the document's `components`, so that `#/components/schemas/..` refs
     /// resolve exactly as they do in the OpenAPI document.
-    ///
-    /// `Err(None)`: a reference does not resolve; `Err(Some(_))`: any other
-    /// reason.
-    fn compile(&self, schema: &Value) -> Result<jsonschema::Validator, Option<String>> {
+    fn compile(&self, schema: &Value) -> Result<jsonschema::Validator, CompileFailure> {
         let root = match (schema, self.spec.get("components")) {
             (Value::Object(schema), Some(components)) => {
                 let mut root: Map<String, Value> = schema.clone();
@@ -566,13 +574,26 @@ impl<'a> Checker<'a> {
             .should_validate_formats(true)
             .build(&root)
             .map_err(|error| match error.kind() {
-                jsonschema::error::ValidationErrorKind::Referencing(_) => None,
-                _ => Some(error.to_string()),
+                jsonschema::error::ValidationErrorKind::Referencing(_) => {
+                    CompileFailure::Unresolved
+                }
+                _ => CompileFailure::Invalid {
+                    path: error.instance_path().as_str().to_owned(),
+                    message: error.to_string(),
+                },
             })
     }
 }
 
 // ----- helpers ----------------------------------------------------------------
+
+/// Why a schema could not be compiled to check examples.
+enum CompileFailure {
+    /// A reference does not resolve.
+    Unresolved,
+    /// Anything else, at `path` inside the compiled root.
+    Invalid { path: String, message: String },
+}
 
 /// The `example` of `holder` and the `value` of each of its `examples`
 /// (following Example Object `$ref`s), with their pointers.
@@ -619,7 +640,10 @@ fn child_context(context: Context, key: &str, child: &Value) -> Option<Context> 
 
 /// Path-level `in: path` parameters, overridden by operation-level ones of the
 /// same name.
-fn merge_path_params<'p>(path_level: &'p [PathParam], operation_level: &'p [PathParam]) -> Vec<&'p PathParam> {
+fn merge_path_params<'p>(
+    path_level: &'p [PathParam],
+    operation_level: &'p [PathParam],
+) -> Vec<&'p PathParam> {
     let overridden = |param: &&PathParam| operation_level.iter().all(|op| op.name != param.name);
     path_level
         .iter()

@@ -1,0 +1,149 @@
+//! The binary: `session create`, `openapi`, `migrate`, and start-up errors.
+
+use std::process::Command;
+
+use crate::helpers::*;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flashback-devices"));
+    command.env_remove("DATABASE_URL").env_remove("JWT_SECRET").env("RUST_LOG", "warn");
+    command
+}
+
+#[tokio::test]
+async fn session_create_prints_one_json_object_whose_token_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let output = binary()
+        .args(["session", "create", "--user", "carol", "--device-name", "Carol laptop", "--fingerprint", "fp-carol"])
+        .args(["--device-type", "TABLET", "--os", "Linux", "--browser", "Firefox", "--ip", "192.0.2.9"])
+        .args(["--location", "Porto, Portugal", "--login-method", "sso", "--ttl", "600", "--trusted"])
+        .env("DATABASE_URL", &url)
+        .env("JWT_SECRET", TEST_SECRET)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout}");
+    let issued: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let keys: Vec<&String> = issued.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["token", "sessionId", "deviceId", "userId", "expiresAt"]);
+    assert_eq!(issued["userId"], "carol");
+    let claims = flashback_devices::auth::TokenKeys::hs256(TEST_SECRET.as_bytes())
+        .unwrap()
+        .verify(issued["token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(claims.sub, "carol");
+    assert_eq!(claims.sid, issued["sessionId"].as_str().unwrap());
+
+    // The same database served by the library: the token is accepted.
+    let db = flashback_devices::db::Db::open(
+        flashback_devices::db::DatabaseUrl::parse(&url).unwrap(),
+        flashback_devices::db::PoolSettings { max_size: 2, acquire_timeout: std::time::Duration::from_secs(5) },
+    )
+    .unwrap();
+    let state = flashback_devices::state::AppState {
+        db,
+        tokens: flashback_devices::auth::TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap(),
+        policy: Default::default(),
+    };
+    let app = flashback_devices::startup::Application::build(
+        state,
+        &flashback_devices::startup::ServerOptions { bind_addr: "127.0.0.1:0".into(), workers: Some(1) },
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let response: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/devices"))
+        .bearer_auth(issued["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device = &response["devices"][0];
+    assert_eq!(device["id"], issued["deviceId"]);
+    assert_eq!(device["deviceType"], "TABLET");
+    assert_eq!(device["isTrusted"], true);
+    assert_eq!(device["city"], "Porto");
+}
+
+#[test]
+fn development_mode_keeps_a_private_secret_beside_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let create = |user: &str| {
+        let output = binary()
+            .args(["session", "create", "--user", user, "--device-name", "d"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let issued: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        issued["token"].as_str().unwrap().to_owned()
+    };
+    let first = create("u1");
+    let secret_file = dir.path().join("dev.db.jwt-secret");
+    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(secret.trim().len() >= 32);
+    let keys = flashback_devices::auth::TokenKeys::hs256(secret.trim().as_bytes()).unwrap();
+    assert_eq!(keys.verify(&first).unwrap().sub, "u1");
+    // A second run reuses the same secret.
+    assert_eq!(keys.verify(&create("u2")).unwrap().sub, "u2");
+}
+
+#[test]
+fn bad_database_urls_exit_with_code_2_and_one_clear_line() {
+    let cases = [
+        ("mysql://root@localhost/db", "scheme `mysql` is not supported"),
+        ("flashback.db", "has no scheme"),
+        ("postgres://nobody@127.0.0.1:1/none", "cannot open the database at postgres://nobody@127.0.0.1:1/none"),
+    ];
+    for (url, expected) in cases {
+        let output = binary().arg("migrate").env("DATABASE_URL", url).env("JWT_SECRET", TEST_SECRET).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{url}: {stderr}");
+    }
+}
+
+#[test]
+fn postgres_requires_a_jwt_secret_and_hides_passwords() {
+    let output = binary()
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://user:hunter2@127.0.0.1:1/db")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("JWT_SECRET is required"), "{stderr}");
+
+    let output = binary()
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://user:hunter2@127.0.0.1:1/db")
+        .env("JWT_SECRET", TEST_SECRET)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn openapi_prints_the_spec() {
+    let yaml = binary().args(["openapi", "--yaml"]).output().unwrap();
+    assert!(yaml.status.success());
+    assert_eq!(
+        String::from_utf8(yaml.stdout).unwrap(),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml")).unwrap()
+    );
+    let json = binary().arg("openapi").output().unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(&parsed, crate::conformance::spec());
+}

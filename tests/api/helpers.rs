@@ -1,0 +1,255 @@
+//! Spawns the real server on port 0 with a throwaway database per test, on
+//! SQLite always and on PostgreSQL when `TEST_POSTGRES_URL` is set (as in
+//! zero2prod's `tests/api/helpers.rs`), and a client that checks every
+//! response against `openapi/openapi.yaml`.
+
+use std::{path::PathBuf, time::Duration};
+
+use diesel::{pg::PgConnection, sql_query, Connection, RunQueryDsl};
+use flashback_devices::{
+    api::types::DeviceType,
+    auth::TokenKeys,
+    db::{DatabaseUrl, Db, PoolSettings},
+    provisioning::{self, IssuedSession, SignIn},
+    startup::{Application, ServerOptions},
+    state::{AppState, Policy},
+};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::conformance;
+
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server to test against. Under CI its absence is a failure,
+/// not a skip: a suite that silently did not run must not count as green.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!("CI is set but TEST_POSTGRES_URL is not"),
+        _ => {
+            eprintln!("TEST_POSTGRES_URL is not set: PostgreSQL variant not run");
+            None
+        }
+    }
+}
+
+/// Runs one test body on each backend, as `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::helpers::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = TestApp::spawn(Backend::Sqlite).await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if postgres_url().is_none() {
+                    return;
+                }
+                let $app = TestApp::spawn(Backend::Postgres).await;
+                $body
+            }
+        }
+    };
+}
+
+enum Scratch {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, database: String },
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Scratch::Postgres { admin_url, database } = self {
+            if let Ok(mut conn) = PgConnection::establish(admin_url) {
+                let _ = sql_query(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).execute(&mut conn);
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    #[allow(dead_code)]
+    pub backend: Backend,
+    pub db: Db,
+    pub tokens: TokenKeys,
+    pub policy: Policy,
+    pub client: reqwest::Client,
+    #[allow(dead_code)]
+    pub database_url: String,
+    _scratch: Scratch,
+}
+
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A device and session made for a test, with its token.
+pub type Login = IssuedSession;
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, PoolSettings { max_size: 8, acquire_timeout: Duration::from_secs(5) }).await
+    }
+
+    pub async fn spawn_with(backend: Backend, pool: PoolSettings) -> Self {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let (database_url, scratch) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path: PathBuf = dir.path().join("test.db");
+                (format!("sqlite://{}", path.display()), Scratch::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url().expect("TEST_POSTGRES_URL");
+                let database = format!("fd_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::establish(&admin_url).expect("connect to TEST_POSTGRES_URL");
+                sql_query(format!("CREATE DATABASE \"{database}\"")).execute(&mut conn).expect("create test database");
+                let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+                url.set_path(&database);
+                (url.to_string(), Scratch::Postgres { admin_url, database })
+            }
+        };
+        let parsed = DatabaseUrl::parse(&database_url).expect("test database URL");
+        let db = tokio::task::spawn_blocking(move || Db::open(parsed, pool))
+            .await
+            .unwrap()
+            .expect("open test database");
+        let tokens = TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap();
+        let policy = Policy::default();
+        let state = AppState { db: db.clone(), tokens: tokens.clone(), policy };
+        let options = ServerOptions { bind_addr: "127.0.0.1:0".into(), workers: Some(1) };
+        let app = Application::build(state, &options).expect("bind");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { address, backend, db, tokens, policy, client, database_url, _scratch: scratch }
+    }
+
+    /// Signs `user` in on a new device named `device_name` (or the user's
+    /// device with `fingerprint`), as `session create` does.
+    pub async fn login(&self, user: &str, device_name: &str, fingerprint: Option<&str>) -> Login {
+        self.login_with(user, device_name, fingerprint, Duration::from_secs(3600), false).await
+    }
+
+    pub async fn login_with(
+        &self,
+        user: &str,
+        device_name: &str,
+        fingerprint: Option<&str>,
+        ttl: Duration,
+        trusted: bool,
+    ) -> Login {
+        let (db, tokens, policy) = (self.db.clone(), self.tokens.clone(), self.policy);
+        let request = SignIn {
+            user_id: user.into(),
+            device_name: device_name.into(),
+            fingerprint: fingerprint.map(str::to_owned),
+            device_type: DeviceType::Desktop,
+            os: "Linux".into(),
+            browser: "Firefox".into(),
+            user_agent: Some("test-agent".into()),
+            ip_address: Some("192.0.2.1".into()),
+            location: Some("Lisbon, Portugal".into()),
+            login_method: "password".into(),
+            ttl,
+            trusted,
+        };
+        tokio::task::spawn_blocking(move || provisioning::sign_in(&db, &tokens, &policy, request))
+            .await
+            .unwrap()
+            .expect("sign in")
+    }
+
+    /// Sends a request and checks the response against the spec.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
+        let response = self.call_unchecked(method.clone(), path, token, body).await;
+        conformance::check(method.as_str(), path, response.status, &response.body);
+        response
+    }
+
+    /// Sends a request without checking the response against the spec (for
+    /// paths and methods outside it).
+    pub async fn call_unchecked(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_test_response(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> TestResponse {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str) -> TestResponse {
+        self.call(Method::POST, path, Some(token), None).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: Value) -> TestResponse {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> TestResponse {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// A raw request built by the test, checked against the spec.
+    pub async fn send(&self, method: &str, path: &str, request: reqwest::RequestBuilder) -> TestResponse {
+        let response = into_test_response(request.send().await.expect("request")).await;
+        conformance::check(method, path, response.status, &response.body);
+        response
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+pub async fn into_test_response(response: reqwest::Response) -> TestResponse {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    TestResponse { status, headers, body }
+}
+
+/// The exact error body of the spec's convention.
+pub fn error_body(message: &str) -> Value {
+    serde_json::json!({"success": false, "error": message})
+}
+
+pub fn message_body(message: &str) -> Value {
+    serde_json::json!({"success": true, "message": message})
+}

@@ -47,7 +47,12 @@ pub struct CommonArgs {
     #[arg(long, env = "TRUST_PERIOD_DAYS", default_value_t = 30, global = true)]
     pub trust_period_days: u32,
     /// How far a heartbeat extends a session, in seconds; also the default --ttl.
-    #[arg(long, env = "SESSION_EXTENSION_SECONDS", default_value_t = 86_400, global = true)]
+    #[arg(
+        long,
+        env = "SESSION_EXTENSION_SECONDS",
+        default_value_t = 86_400,
+        global = true
+    )]
     pub session_extension_seconds: u64,
 }
 
@@ -61,6 +66,7 @@ impl CommonArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Serve the API (the default).
     Serve(ServeArgs),
@@ -153,7 +159,9 @@ pub enum SecretSource {
 pub enum SecretError {
     #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes (got {0})")]
     TooShort(usize),
-    #[error("JWT_SECRET is required when DATABASE_URL is PostgreSQL (development mode is SQLite only)")]
+    #[error(
+        "JWT_SECRET is required when DATABASE_URL is PostgreSQL (development mode is SQLite only)"
+    )]
     RequiredForPostgres,
     #[error("development JWT secret file {path}: {reason}")]
     File { path: PathBuf, reason: String },
@@ -162,7 +170,10 @@ pub enum SecretError {
 /// The secret from `JWT_SECRET`, or in development mode the one kept beside
 /// the SQLite database (created with mode 0600 on first use), so that
 /// `serve` and `session create` agree without configuration.
-pub fn resolve_jwt_secret(env_secret: Option<String>, database: &DatabaseUrl) -> Result<(Vec<u8>, SecretSource), SecretError> {
+pub fn resolve_jwt_secret(
+    env_secret: Option<String>,
+    database: &DatabaseUrl,
+) -> Result<(Vec<u8>, SecretSource), SecretError> {
     if let Some(secret) = env_secret.filter(|s| !s.is_empty()) {
         if secret.len() < MIN_SECRET_LEN {
             return Err(SecretError::TooShort(secret.len()));
@@ -173,12 +184,18 @@ pub fn resolve_jwt_secret(env_secret: Option<String>, database: &DatabaseUrl) ->
         return Err(SecretError::RequiredForPostgres);
     };
     let file = development_secret_path(path);
-    let secret = read_or_create_secret(&file).map_err(|reason| SecretError::File { path: file.clone(), reason })?;
+    let secret = read_or_create_secret(&file).map_err(|reason| SecretError::File {
+        path: file.clone(),
+        reason,
+    })?;
     Ok((secret, SecretSource::DevelopmentFile(file)))
 }
 
 pub fn development_secret_path(database: &Path) -> PathBuf {
-    let mut name = database.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = database
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".jwt-secret");
     database.with_file_name(name)
 }
@@ -189,7 +206,10 @@ fn read_or_create_secret(file: &Path) -> Result<Vec<u8>, String> {
         Ok(text) => {
             let secret = text.trim().as_bytes().to_vec();
             if secret.len() < MIN_SECRET_LEN {
-                return Err(format!("holds {} bytes; delete it to generate a new one", secret.len()));
+                return Err(format!(
+                    "holds {} bytes; delete it to generate a new one",
+                    secret.len()
+                ));
             }
             return Ok(secret);
         }
@@ -202,10 +222,16 @@ fn read_or_create_secret(file: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let created = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file);
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file);
     match created {
         Ok(mut handle) => {
-            handle.write_all(secret.as_bytes()).map_err(|e| e.to_string())?;
+            handle
+                .write_all(secret.as_bytes())
+                .map_err(|e| e.to_string())?;
             handle.sync_all().map_err(|e| e.to_string())?;
             Ok(secret.into_bytes())
         }

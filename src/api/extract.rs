@@ -20,7 +20,9 @@ pub struct ResourceId(String);
 
 impl ResourceId {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let valid_chars = raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if raw.is_empty() || raw.len() > MAX_ID_LEN || !valid_chars {
             return Err(format!(
                 "id must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '-' and '_'"
@@ -74,12 +76,15 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> 
             // serde would also accept a struct written as a JSON array; the
             // spec's bodies are objects, so anything else is refused first.
             if !value.is_object() {
-                return Err(ApiError::bad_request("Invalid request body: expected a JSON object").into());
+                return Err(
+                    ApiError::bad_request("Invalid request body: expected a JSON object").into(),
+                );
             }
             let body: T = serde_json::from_value(value)
                 .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
-            body.validate()
-                .map_err(|reason| ApiError::bad_request(format!("Invalid request body: {reason}")))?;
+            body.validate().map_err(|reason| {
+                ApiError::bad_request(format!("Invalid request body: {reason}"))
+            })?;
             Ok(ValidatedJson(body))
         })
     }

@@ -5,7 +5,12 @@ use reqwest::Method;
 use crate::{backend_test, helpers::*};
 
 fn forge(claims: serde_json::Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 backend_test!(every_secured_operation_refuses_a_missing_token, |app| {
@@ -33,15 +38,58 @@ backend_test!(bad_tokens_are_refused, |app| {
     let now = chrono::Utc::now().timestamp();
     let bob = app.login("bob", "Laptop", None).await;
     let mut tampered: Vec<String> = alice.token.split('.').map(str::to_owned).collect();
-    tampered[1] = forge(serde_json::json!({"sub": "bob", "sid": bob.session_id, "iat": now, "exp": now + 60}), b"x").split('.').nth(1).unwrap().to_owned();
+    tampered[1] = forge(
+        serde_json::json!({"sub": "bob", "sid": bob.session_id, "iat": now, "exp": now + 60}),
+        b"x",
+    )
+    .split('.')
+    .nth(1)
+    .unwrap()
+    .to_owned();
     let candidates = [
-        ("another secret", forge(serde_json::json!({"sub": "alice", "sid": alice.session_id, "iat": now, "exp": now + 60}), b"another-secret-another-secret-another")),
-        ("expired", forge(serde_json::json!({"sub": "alice", "sid": alice.session_id, "iat": now - 120, "exp": now - 60}), TEST_SECRET.as_bytes())),
-        ("missing sid", forge(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 60}), TEST_SECRET.as_bytes())),
-        ("sid of another user", forge(serde_json::json!({"sub": "alice", "sid": bob.session_id, "iat": now, "exp": now + 60}), TEST_SECRET.as_bytes())),
-        ("exp as string", forge(serde_json::json!({"sub": "alice", "sid": alice.session_id, "iat": now, "exp": (now + 60).to_string()}), TEST_SECRET.as_bytes())),
+        (
+            "another secret",
+            forge(
+                serde_json::json!({"sub": "alice", "sid": alice.session_id, "iat": now, "exp": now + 60}),
+                b"another-secret-another-secret-another",
+            ),
+        ),
+        (
+            "expired",
+            forge(
+                serde_json::json!({"sub": "alice", "sid": alice.session_id, "iat": now - 120, "exp": now - 60}),
+                TEST_SECRET.as_bytes(),
+            ),
+        ),
+        (
+            "missing sid",
+            forge(
+                serde_json::json!({"sub": "alice", "iat": now, "exp": now + 60}),
+                TEST_SECRET.as_bytes(),
+            ),
+        ),
+        (
+            "sid of another user",
+            forge(
+                serde_json::json!({"sub": "alice", "sid": bob.session_id, "iat": now, "exp": now + 60}),
+                TEST_SECRET.as_bytes(),
+            ),
+        ),
+        (
+            "exp as string",
+            forge(
+                serde_json::json!({"sub": "alice", "sid": alice.session_id, "iat": now, "exp": (now + 60).to_string()}),
+                TEST_SECRET.as_bytes(),
+            ),
+        ),
         ("tampered payload", tampered.join(".")),
-        ("alg none", format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", alice.token.split('.').nth(1).unwrap())),
+        (
+            "alg none",
+            format!(
+                "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+                alice.token.split('.').nth(1).unwrap()
+            ),
+        ),
         ("garbage", "not-a-jwt".to_owned()),
         ("over-long", "a".repeat(5000)),
     ];
@@ -49,7 +97,11 @@ backend_test!(bad_tokens_are_refused, |app| {
         let response = app.call(Method::GET, "/devices", Some(&token), None).await;
         assert_eq!(response.status, 401, "{name}");
         assert_eq!(response.body["success"], false, "{name}");
-        assert_eq!(response.header("www-authenticate"), Some("Bearer"), "{name}");
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some("Bearer"),
+            "{name}"
+        );
     }
     // The real token still works: nothing above changed anything.
     assert_eq!(app.get("/devices", &alice.token).await.status, 200);
@@ -65,13 +117,27 @@ backend_test!(malformed_authorization_headers_are_refused, |app| {
         "Bearer".to_owned(),
     ];
     for value in headers {
-        let request = app.client.get(app.url("/devices")).header("authorization", &value);
+        let request = app
+            .client
+            .get(app.url("/devices"))
+            .header("authorization", &value);
         let response = app.send("GET", "/devices", request).await;
         assert_eq!(response.status, 401, "{value}");
         assert_eq!(response.body["success"], false);
     }
-    let doubled = app.client.get(app.url("/devices")).bearer_auth(&alice.token).header("authorization", format!("Bearer {}", alice.token));
+    let doubled = app
+        .client
+        .get(app.url("/devices"))
+        .bearer_auth(&alice.token)
+        .header("authorization", format!("Bearer {}", alice.token));
     assert_eq!(app.send("GET", "/devices", doubled).await.status, 401);
-    let lower = app.client.get(app.url("/devices")).header("authorization", format!("bearer {}", alice.token));
-    assert_eq!(app.send("GET", "/devices", lower).await.status, 200, "the scheme is case-insensitive");
+    let lower = app
+        .client
+        .get(app.url("/devices"))
+        .header("authorization", format!("bearer {}", alice.token));
+    assert_eq!(
+        app.send("GET", "/devices", lower).await.status,
+        200,
+        "the scheme is case-insensitive"
+    );
 });

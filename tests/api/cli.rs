@@ -6,7 +6,10 @@ use crate::helpers::*;
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flashback-devices"));
-    command.env_remove("DATABASE_URL").env_remove("JWT_SECRET").env("RUST_LOG", "warn");
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("JWT_SECRET")
+        .env("RUST_LOG", "warn");
     command
 }
 
@@ -15,19 +18,52 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("cli.db").display());
     let output = binary()
-        .args(["session", "create", "--user", "carol", "--device-name", "Carol laptop", "--fingerprint", "fp-carol"])
-        .args(["--device-type", "TABLET", "--os", "Linux", "--browser", "Firefox", "--ip", "192.0.2.9"])
-        .args(["--location", "Porto, Portugal", "--login-method", "sso", "--ttl", "600", "--trusted"])
+        .args([
+            "session",
+            "create",
+            "--user",
+            "carol",
+            "--device-name",
+            "Carol laptop",
+            "--fingerprint",
+            "fp-carol",
+        ])
+        .args([
+            "--device-type",
+            "TABLET",
+            "--os",
+            "Linux",
+            "--browser",
+            "Firefox",
+            "--ip",
+            "192.0.2.9",
+        ])
+        .args([
+            "--location",
+            "Porto, Portugal",
+            "--login-method",
+            "sso",
+            "--ttl",
+            "600",
+            "--trusted",
+        ])
         .env("DATABASE_URL", &url)
         .env("JWT_SECRET", TEST_SECRET)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout}");
     let issued: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let keys: Vec<&String> = issued.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["token", "sessionId", "deviceId", "userId", "expiresAt"]);
+    assert_eq!(
+        keys,
+        ["token", "sessionId", "deviceId", "userId", "expiresAt"]
+    );
     assert_eq!(issued["userId"], "carol");
     let claims = flashback_devices::auth::TokenKeys::hs256(TEST_SECRET.as_bytes())
         .unwrap()
@@ -39,7 +75,10 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     // The same database served by the library: the token is accepted.
     let db = flashback_devices::db::Db::open(
         flashback_devices::db::DatabaseUrl::parse(&url).unwrap(),
-        flashback_devices::db::PoolSettings { max_size: 2, acquire_timeout: std::time::Duration::from_secs(5) },
+        flashback_devices::db::PoolSettings {
+            max_size: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        },
     )
     .unwrap();
     let state = flashback_devices::state::AppState {
@@ -49,7 +88,10 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     };
     let app = flashback_devices::startup::Application::build(
         state,
-        &flashback_devices::startup::ServerOptions { bind_addr: "127.0.0.1:0".into(), workers: Some(1) },
+        &flashback_devices::startup::ServerOptions {
+            bind_addr: "127.0.0.1:0".into(),
+            workers: Some(1),
+        },
     )
     .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -81,13 +123,21 @@ fn development_mode_keeps_a_private_secret_beside_the_database() {
             .env("DATABASE_URL", &url)
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let issued: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         issued["token"].as_str().unwrap().to_owned()
     };
     let first = create("u1");
     let secret_file = dir.path().join("dev.db.jwt-secret");
-    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let secret = std::fs::read_to_string(&secret_file).unwrap();
     assert!(secret.trim().len() >= 32);
@@ -100,12 +150,23 @@ fn development_mode_keeps_a_private_secret_beside_the_database() {
 #[test]
 fn bad_database_urls_exit_with_code_2_and_one_clear_line() {
     let cases = [
-        ("mysql://root@localhost/db", "scheme `mysql` is not supported"),
+        (
+            "mysql://root@localhost/db",
+            "scheme `mysql` is not supported",
+        ),
         ("flashback.db", "has no scheme"),
-        ("postgres://nobody@127.0.0.1:1/none", "cannot open the database at postgres://nobody@127.0.0.1:1/none"),
+        (
+            "postgres://nobody@127.0.0.1:1/none",
+            "cannot open the database at postgres://nobody@127.0.0.1:1/none",
+        ),
     ];
     for (url, expected) in cases {
-        let output = binary().arg("migrate").env("DATABASE_URL", url).env("JWT_SECRET", TEST_SECRET).output().unwrap();
+        let output = binary()
+            .arg("migrate")
+            .env("DATABASE_URL", url)
+            .env("JWT_SECRET", TEST_SECRET)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(2), "{url}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{url}: {stderr}");
@@ -141,7 +202,8 @@ fn openapi_prints_the_spec() {
     assert!(yaml.status.success());
     assert_eq!(
         String::from_utf8(yaml.stdout).unwrap(),
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml")).unwrap()
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml"))
+            .unwrap()
     );
     let json = binary().arg("openapi").output().unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -12,7 +12,9 @@ const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml"))
+                .unwrap();
         yaml_serde::from_str(&text).unwrap()
     })
 }
@@ -20,7 +22,10 @@ pub fn spec() -> &'static Value {
 fn template_matches(template: &str, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
     let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
-    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }
 
 /// The operation serving `method path`, as the router picks it: a literal
@@ -33,20 +38,29 @@ pub fn find_operation(method: &str, path: &str) -> Option<(String, &'static Valu
         .filter(|(template, item)| template_matches(template, path) && item.get(&method).is_some())
         .collect();
     candidates.sort_by_key(|(template, _)| template.matches('{').count());
-    candidates.first().map(|(template, item)| ((*template).clone(), &item[&method]))
+    candidates
+        .first()
+        .map(|(template, item)| ((*template).clone(), &item[&method]))
 }
 
 fn resolve(node: &Value) -> &Value {
     match node.get("$ref").and_then(Value::as_str) {
-        Some(reference) => spec().pointer(reference.trim_start_matches('#')).expect("ref resolves"),
+        Some(reference) => spec()
+            .pointer(reference.trim_start_matches('#'))
+            .expect("ref resolves"),
         None => node,
     }
 }
 
 pub fn check(method: &str, path: &str, status: u16, body: &Value) {
-    assert!(METHODS.contains(&method.to_ascii_lowercase().as_str()), "unexpected method {method}");
+    assert!(
+        METHODS.contains(&method.to_ascii_lowercase().as_str()),
+        "unexpected method {method}"
+    );
     let Some((template, operation)) = find_operation(method, path) else {
-        panic!("{method} {path} is not an operation of the spec; use call_unchecked for such requests");
+        panic!(
+            "{method} {path} is not an operation of the spec; use call_unchecked for such requests"
+        );
     };
     let id = operation["operationId"].as_str().unwrap_or("?");
     let Some(response) = operation["responses"].get(status.to_string()) else {
@@ -63,7 +77,10 @@ pub fn check(method: &str, path: &str, status: u16, body: &Value) {
         .should_validate_formats(true)
         .build(&root)
         .expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
     assert!(
         errors.is_empty(),
         "{id} ({method} {template}) status {status}: body does not match its schema: {}\nbody: {body}",

@@ -75,9 +75,16 @@ enum Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Scratch::Postgres { admin_url, database } = self {
+        if let Scratch::Postgres {
+            admin_url,
+            database,
+        } = self
+        {
             if let Ok(mut conn) = PgConnection::establish(admin_url) {
-                let _ = sql_query(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).execute(&mut conn);
+                let _ = sql_query(format!(
+                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                ))
+                .execute(&mut conn);
             }
         }
     }
@@ -113,7 +120,14 @@ pub type Login = IssuedSession;
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(backend, PoolSettings { max_size: 8, acquire_timeout: Duration::from_secs(5) }).await
+        Self::spawn_with(
+            backend,
+            PoolSettings {
+                max_size: 8,
+                acquire_timeout: Duration::from_secs(5),
+            },
+        )
+        .await
     }
 
     pub async fn spawn_with(backend: Backend, pool: PoolSettings) -> Self {
@@ -127,11 +141,20 @@ impl TestApp {
             Backend::Postgres => {
                 let admin_url = postgres_url().expect("TEST_POSTGRES_URL");
                 let database = format!("fd_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::establish(&admin_url).expect("connect to TEST_POSTGRES_URL");
-                sql_query(format!("CREATE DATABASE \"{database}\"")).execute(&mut conn).expect("create test database");
+                let mut conn =
+                    PgConnection::establish(&admin_url).expect("connect to TEST_POSTGRES_URL");
+                sql_query(format!("CREATE DATABASE \"{database}\""))
+                    .execute(&mut conn)
+                    .expect("create test database");
                 let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
                 url.set_path(&database);
-                (url.to_string(), Scratch::Postgres { admin_url, database })
+                (
+                    url.to_string(),
+                    Scratch::Postgres {
+                        admin_url,
+                        database,
+                    },
+                )
             }
         };
         let parsed = DatabaseUrl::parse(&database_url).expect("test database URL");
@@ -141,19 +164,45 @@ impl TestApp {
             .expect("open test database");
         let tokens = TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap();
         let policy = Policy::default();
-        let state = AppState { db: db.clone(), tokens: tokens.clone(), policy };
-        let options = ServerOptions { bind_addr: "127.0.0.1:0".into(), workers: Some(1) };
+        let state = AppState {
+            db: db.clone(),
+            tokens: tokens.clone(),
+            policy,
+        };
+        let options = ServerOptions {
+            bind_addr: "127.0.0.1:0".into(),
+            workers: Some(1),
+        };
         let app = Application::build(state, &options).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { address, backend, db, tokens, policy, client, database_url, _scratch: scratch }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            address,
+            backend,
+            db,
+            tokens,
+            policy,
+            client,
+            database_url,
+            _scratch: scratch,
+        }
     }
 
     /// Signs `user` in on a new device named `device_name` (or the user's
     /// device with `fingerprint`), as `session create` does.
     pub async fn login(&self, user: &str, device_name: &str, fingerprint: Option<&str>) -> Login {
-        self.login_with(user, device_name, fingerprint, Duration::from_secs(3600), false).await
+        self.login_with(
+            user,
+            device_name,
+            fingerprint,
+            Duration::from_secs(3600),
+            false,
+        )
+        .await
     }
 
     pub async fn login_with(
@@ -186,7 +235,13 @@ impl TestApp {
     }
 
     /// Sends a request and checks the response against the spec.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
         let response = self.call_unchecked(method.clone(), path, token, body).await;
         conformance::check(method.as_str(), path, response.status, &response.body);
         response
@@ -194,8 +249,16 @@ impl TestApp {
 
     /// Sends a request without checking the response against the spec (for
     /// paths and methods outside it).
-    pub async fn call_unchecked(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
+    pub async fn call_unchecked(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -222,7 +285,12 @@ impl TestApp {
     }
 
     /// A raw request built by the test, checked against the spec.
-    pub async fn send(&self, method: &str, path: &str, request: reqwest::RequestBuilder) -> TestResponse {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> TestResponse {
         let response = into_test_response(request.send().await.expect("request")).await;
         conformance::check(method, path, response.status, &response.body);
         response
@@ -240,9 +308,14 @@ pub async fn into_test_response(response: reqwest::Response) -> TestResponse {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    TestResponse { status, headers, body }
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The exact error body of the spec's convention.

@@ -14,14 +14,27 @@ async fn every_spec_operation_reaches_its_handler() {
         let alice = app.login("alice", "Laptop", Some("fp")).await;
         let path = operation.path.replace("{id}", "no-such-id");
         let method = Method::from_bytes(operation.method.as_bytes()).unwrap();
-        let body = (operation.operation_id == "trustDevice").then(|| serde_json::json!({"fingerprint": "nope"}));
+        let body = (operation.operation_id == "trustDevice")
+            .then(|| serde_json::json!({"fingerprint": "nope"}));
         // Checked against the spec: the status must be one the operation documents.
         let response = app.call(method, &path, Some(&alice.token), body).await;
         if operation.path.contains("{id}") || operation.operation_id == "trustDevice" {
-            assert_eq!(response.status, 404, "{}: {}", operation.operation_id, response.body);
-            assert_ne!(response.body["error"], "Not found", "{} fell through to the router", operation.operation_id);
+            assert_eq!(
+                response.status, 404,
+                "{}: {}",
+                operation.operation_id, response.body
+            );
+            assert_ne!(
+                response.body["error"], "Not found",
+                "{} fell through to the router",
+                operation.operation_id
+            );
         } else {
-            assert_eq!(response.status, 200, "{}: {}", operation.operation_id, response.body);
+            assert_eq!(
+                response.status, 200,
+                "{}: {}",
+                operation.operation_id, response.body
+            );
         }
     }
 }
@@ -34,19 +47,40 @@ async fn nothing_outside_the_spec_is_mounted() {
     for operation in OPERATIONS {
         let path = operation.path.replace("{id}", "x");
         for method in all_methods {
-            let documented = OPERATIONS
-                .iter()
-                .any(|o| o.method == method && crate::conformance::find_operation(method, &path).is_some_and(|(t, _)| t == o.path));
+            let documented = OPERATIONS.iter().any(|o| {
+                o.method == method
+                    && crate::conformance::find_operation(method, &path)
+                        .is_some_and(|(t, _)| t == o.path)
+            });
             if documented {
                 continue;
             }
-            let response = app.call_unchecked(Method::from_bytes(method.as_bytes()).unwrap(), &path, Some(&alice.token), None).await;
-            assert_eq!(response.status, 404, "{method} {path} is mounted but not in the spec");
+            let response = app
+                .call_unchecked(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &path,
+                    Some(&alice.token),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                response.status, 404,
+                "{method} {path} is mounted but not in the spec"
+            );
             assert_eq!(response.body, error_body("Not found"));
         }
     }
-    for path in ["/", "/admin", "/devices/x/y", "/sessions/x", "/api/devices", "/healthz/x"] {
-        let response = app.call_unchecked(Method::GET, path, Some(&alice.token), None).await;
+    for path in [
+        "/",
+        "/admin",
+        "/devices/x/y",
+        "/sessions/x",
+        "/api/devices",
+        "/healthz/x",
+    ] {
+        let response = app
+            .call_unchecked(Method::GET, path, Some(&alice.token), None)
+            .await;
         assert_eq!(response.status, 404, "{path}");
         assert_eq!(response.body, error_body("Not found"));
     }
@@ -58,15 +92,48 @@ async fn docs_are_served() {
     let redirect = app.client.get(app.url("/swagger-ui")).send().await.unwrap();
     assert!(redirect.status().is_redirection());
     assert_eq!(redirect.headers()["location"], "/swagger-ui/");
-    let page = app.client.get(app.url("/swagger-ui/")).send().await.unwrap();
+    let page = app
+        .client
+        .get(app.url("/swagger-ui/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("swagger-ui"));
-    let config = app.client.get(app.url("/swagger-ui/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    let config = app
+        .client
+        .get(app.url("/swagger-ui/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(config.contains("/api-docs/openapi.json"), "{config}");
-    let json: serde_json::Value = app.client.get(app.url("/api-docs/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let json: serde_json::Value = app
+        .client
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(&json, crate::conformance::spec());
-    let yaml = app.client.get(app.url("/api-docs/openapi.yaml")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(yaml, std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml")).unwrap());
+    let yaml = app
+        .client
+        .get(app.url("/api-docs/openapi.yaml"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        yaml,
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml"))
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -74,8 +141,14 @@ async fn health_probes_need_no_token() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let health = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(health.status, 200);
-    assert_eq!(health.body, serde_json::json!({"success": true, "status": "ok"}));
+    assert_eq!(
+        health.body,
+        serde_json::json!({"success": true, "status": "ok"})
+    );
     let ready = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.body, serde_json::json!({"success": true, "status": "ready"}));
+    assert_eq!(
+        ready.body,
+        serde_json::json!({"success": true, "status": "ready"})
+    );
 }

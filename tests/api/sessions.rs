@@ -5,41 +5,80 @@ use std::time::Duration;
 use crate::{backend_test, helpers::*};
 
 fn ids(body: &serde_json::Value) -> Vec<String> {
-    let mut ids: Vec<String> = body["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let mut ids: Vec<String> = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
     ids.sort();
     ids
 }
 
-backend_test!(list_sessions_shows_only_the_callers_active_sessions, |app| {
-    let laptop = app.login("alice", "Laptop", Some("fp-1")).await;
-    let phone = app.login("alice", "Phone", Some("fp-2")).await;
-    let revoked = app.login("alice", "Phone", Some("fp-2")).await;
-    let expired = app.login_with("alice", "Tablet", Some("fp-3"), Duration::from_millis(1), false).await;
-    app.login("bob", "Laptop", None).await;
-    assert_eq!(app.post(&format!("/sessions/{}/revoke", revoked.session_id), &laptop.token).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+backend_test!(
+    list_sessions_shows_only_the_callers_active_sessions,
+    |app| {
+        let laptop = app.login("alice", "Laptop", Some("fp-1")).await;
+        let phone = app.login("alice", "Phone", Some("fp-2")).await;
+        let revoked = app.login("alice", "Phone", Some("fp-2")).await;
+        let expired = app
+            .login_with(
+                "alice",
+                "Tablet",
+                Some("fp-3"),
+                Duration::from_millis(1),
+                false,
+            )
+            .await;
+        app.login("bob", "Laptop", None).await;
+        assert_eq!(
+            app.post(
+                &format!("/sessions/{}/revoke", revoked.session_id),
+                &laptop.token
+            )
+            .await
+            .status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let response = app.get("/sessions", &laptop.token).await;
-    assert_eq!(response.status, 200);
-    let mut expected = vec![laptop.session_id.clone(), phone.session_id.clone()];
-    expected.sort();
-    assert_eq!(ids(&response.body), expected);
-    assert!(!ids(&response.body).contains(&expired.session_id));
-    let phone_entry = response.body["sessions"].as_array().unwrap().iter().find(|s| s["id"] == phone.session_id.as_str()).unwrap();
-    assert_eq!(phone_entry["deviceName"], "Phone");
-    assert_eq!(phone_entry["ipAddress"], "192.0.2.1");
-});
+        let response = app.get("/sessions", &laptop.token).await;
+        assert_eq!(response.status, 200);
+        let mut expected = vec![laptop.session_id.clone(), phone.session_id.clone()];
+        expected.sort();
+        assert_eq!(ids(&response.body), expected);
+        assert!(!ids(&response.body).contains(&expired.session_id));
+        let phone_entry = response.body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == phone.session_id.as_str())
+            .unwrap();
+        assert_eq!(phone_entry["deviceName"], "Phone");
+        assert_eq!(phone_entry["ipAddress"], "192.0.2.1");
+    }
+);
 
 backend_test!(revoke_session_ends_it_at_once, |app| {
     let laptop = app.login("alice", "Laptop", None).await;
     let phone = app.login("alice", "Phone", None).await;
-    let response = app.post(&format!("/sessions/{}/revoke", phone.session_id), &laptop.token).await;
+    let response = app
+        .post(
+            &format!("/sessions/{}/revoke", phone.session_id),
+            &laptop.token,
+        )
+        .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.body, message_body("Session revoked successfully"));
     assert_eq!(app.get("/sessions", &phone.token).await.status, 401);
     assert_eq!(app.get("/sessions", &laptop.token).await.status, 200);
     // A revoked session is not found any more.
-    let again = app.post(&format!("/sessions/{}/revoke", phone.session_id), &laptop.token).await;
+    let again = app
+        .post(
+            &format!("/sessions/{}/revoke", phone.session_id),
+            &laptop.token,
+        )
+        .await;
     assert_eq!(again.status, 404);
     assert_eq!(again.body, error_body("Session not found"));
 });
@@ -48,12 +87,16 @@ backend_test!(revoke_session_of_another_user_is_404, |app| {
     let alice = app.login("alice", "Laptop", None).await;
     let bob = app.login("bob", "Laptop", None).await;
     for id in [bob.session_id.as_str(), "missing"] {
-        let response = app.post(&format!("/sessions/{id}/revoke"), &alice.token).await;
+        let response = app
+            .post(&format!("/sessions/{id}/revoke"), &alice.token)
+            .await;
         assert_eq!(response.status, 404);
         assert_eq!(response.body, error_body("Session not found"));
     }
     assert_eq!(app.get("/sessions", &bob.token).await.status, 200);
-    let bad = app.post("/sessions/not%20an%20id/revoke", &alice.token).await;
+    let bad = app
+        .post("/sessions/not%20an%20id/revoke", &alice.token)
+        .await;
     assert_eq!(bad.status, 400);
 });
 
@@ -63,43 +106,73 @@ backend_test!(revoke_all_ends_every_session_of_the_caller_only, |app| {
     let bob = app.login("bob", "Laptop", None).await;
     let response = app.post("/sessions/revoke-all", &laptop.token).await;
     assert_eq!(response.status, 200);
-    assert_eq!(response.body, message_body("All sessions revoked successfully"));
+    assert_eq!(
+        response.body,
+        message_body("All sessions revoked successfully")
+    );
     assert_eq!(app.get("/sessions", &laptop.token).await.status, 401);
     assert_eq!(app.get("/sessions", &phone.token).await.status, 401);
     assert_eq!(app.get("/sessions", &bob.token).await.status, 200);
 });
 
 backend_test!(heartbeat_extends_an_active_session, |app| {
-    let laptop = app.login_with("alice", "Laptop", None, Duration::from_secs(60), false).await;
-    let response = app.post(&format!("/sessions/{}/heartbeat", laptop.session_id), &laptop.token).await;
+    let laptop = app
+        .login_with("alice", "Laptop", None, Duration::from_secs(60), false)
+        .await;
+    let response = app
+        .post(
+            &format!("/sessions/{}/heartbeat", laptop.session_id),
+            &laptop.token,
+        )
+        .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.body["success"], true);
     assert_eq!(response.body["message"], "Session updated successfully");
-    let new_expiry: chrono::DateTime<chrono::Utc> = response.body["newExpiry"].as_str().unwrap().parse().unwrap();
+    let new_expiry: chrono::DateTime<chrono::Utc> = response.body["newExpiry"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let hours = (new_expiry - chrono::Utc::now()).num_minutes() as f64 / 60.0;
     assert!((23.9..=24.1).contains(&hours), "extension is {hours} h");
     let listed = app.get("/sessions", &laptop.token).await;
-    assert_eq!(listed.body["sessions"][0]["expiresAt"], response.body["newExpiry"]);
+    assert_eq!(
+        listed.body["sessions"][0]["expiresAt"],
+        response.body["newExpiry"]
+    );
 });
 
-backend_test!(heartbeat_of_revoked_expired_or_foreign_session_is_404, |app| {
-    let laptop = app.login("alice", "Laptop", None).await;
-    let revoked = app.login("alice", "Phone", None).await;
-    let expired = app.login_with("alice", "Tablet", None, Duration::from_millis(1), false).await;
-    let bob = app.login("bob", "Laptop", None).await;
-    app.post(&format!("/sessions/{}/revoke", revoked.session_id), &laptop.token).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    for id in [&revoked.session_id, &expired.session_id, &bob.session_id] {
-        let response = app.post(&format!("/sessions/{id}/heartbeat"), &laptop.token).await;
-        assert_eq!(response.status, 404, "{id}");
-        assert_eq!(response.body, error_body("Session not found or expired"));
+backend_test!(
+    heartbeat_of_revoked_expired_or_foreign_session_is_404,
+    |app| {
+        let laptop = app.login("alice", "Laptop", None).await;
+        let revoked = app.login("alice", "Phone", None).await;
+        let expired = app
+            .login_with("alice", "Tablet", None, Duration::from_millis(1), false)
+            .await;
+        let bob = app.login("bob", "Laptop", None).await;
+        app.post(
+            &format!("/sessions/{}/revoke", revoked.session_id),
+            &laptop.token,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for id in [&revoked.session_id, &expired.session_id, &bob.session_id] {
+            let response = app
+                .post(&format!("/sessions/{id}/heartbeat"), &laptop.token)
+                .await;
+            assert_eq!(response.status, 404, "{id}");
+            assert_eq!(response.body, error_body("Session not found or expired"));
+        }
+        // The expired session stays expired: the heartbeat did not revive it.
+        assert_eq!(app.get("/sessions", &expired.token).await.status, 401);
     }
-    // The expired session stays expired: the heartbeat did not revive it.
-    assert_eq!(app.get("/sessions", &expired.token).await.status, 401);
-});
+);
 
 backend_test!(an_expired_session_token_is_refused, |app| {
-    let short = app.login_with("alice", "Laptop", None, Duration::from_secs(1), false).await;
+    let short = app
+        .login_with("alice", "Laptop", None, Duration::from_secs(1), false)
+        .await;
     assert_eq!(app.get("/sessions", &short.token).await.status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let response = app.get("/sessions", &short.token).await;

@@ -17,9 +17,10 @@ fn main() {
     println!("cargo:rerun-if-changed=schema");
     println!("cargo:rerun-if-changed=src/build_support");
 
-    let text = fs::read_to_string(SPEC).unwrap_or_else(|e| fail(&format!("{SPEC}: cannot read: {e}")));
-    let spec: serde_json::Value =
-        yaml_serde::from_str(&text).unwrap_or_else(|e| fail(&format!("{SPEC}: not valid YAML: {e}")));
+    let text =
+        fs::read_to_string(SPEC).unwrap_or_else(|e| fail(&format!("{SPEC}: cannot read: {e}")));
+    let spec: serde_json::Value = yaml_serde::from_str(&text)
+        .unwrap_or_else(|e| fail(&format!("{SPEC}: not valid YAML: {e}")));
 
     let violations = validate::validate(&spec);
     if !violations.is_empty() {
@@ -32,8 +33,10 @@ fn main() {
     }
 
     let code = codegen::generate(&spec).unwrap_or_else(|e| fail(&format!("{SPEC}#{e}")));
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("api_types.rs");
-    fs::write(&out, code).unwrap_or_else(|e| fail(&format!("{}: cannot write: {e}", out.display())));
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("api_types.rs");
+    fs::write(&out, code)
+        .unwrap_or_else(|e| fail(&format!("{}: cannot write: {e}", out.display())));
 }
 
 fn fail(message: &str) -> ! {

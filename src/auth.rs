@@ -61,7 +61,12 @@ impl TokenKeys {
         })
     }
 
-    pub fn sign(&self, user_id: &str, session_id: &str, expires_at: DateTime<Utc>) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn sign(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user_id.to_owned(),
             sid: session_id.to_owned(),
@@ -72,7 +77,8 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
     }
 }
 
@@ -91,20 +97,29 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
         .next()
         .ok_or_else(|| ApiError::unauthorized("Missing bearer token", "no Authorization header"))?;
     if values.next().is_some() {
-        return Err(ApiError::unauthorized(REJECTED, "more than one Authorization header"));
+        return Err(ApiError::unauthorized(
+            REJECTED,
+            "more than one Authorization header",
+        ));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized(REJECTED, "Authorization header is not visible ASCII"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| ApiError::unauthorized(REJECTED, "Authorization header is not `Bearer <token>`"))?;
+    let value = value.to_str().map_err(|_| {
+        ApiError::unauthorized(REJECTED, "Authorization header is not visible ASCII")
+    })?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized(REJECTED, "Authorization header is not `Bearer <token>`")
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::unauthorized(REJECTED, "Authorization scheme is not Bearer"));
+        return Err(ApiError::unauthorized(
+            REJECTED,
+            "Authorization scheme is not Bearer",
+        ));
     }
     let token = token.trim();
     if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.contains(' ') {
-        return Err(ApiError::unauthorized(REJECTED, "bearer token is empty, too long or has spaces"));
+        return Err(ApiError::unauthorized(
+            REJECTED,
+            "bearer token is empty, too long or has spaces",
+        ));
     }
     Ok(token)
 }
@@ -116,9 +131,14 @@ impl FromRequest for Caller {
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = request.app_data::<web::Data<AppState>>().cloned();
         let claims = bearer_token(request).and_then(|token| {
-            let state = state.as_ref().ok_or_else(|| ApiError::internal("AppState is not registered"))?;
+            let state = state
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("AppState is not registered"))?;
             // The reason goes to the log (it names the failed check, never the token).
-            state.tokens.verify(token).map_err(|e| ApiError::unauthorized(REJECTED, format!("token refused: {e}")))
+            state
+                .tokens
+                .verify(token)
+                .map_err(|e| ApiError::unauthorized(REJECTED, format!("token refused: {e}")))
         });
         Box::pin(async move {
             let claims = claims?;
@@ -128,17 +148,24 @@ impl FromRequest for Caller {
                 let (user_id, session_id) = (user_id.clone(), session_id.clone());
                 state
                     .db
-                    .run(move |conn| db::sessions::is_active(conn, &user_id, &session_id, db::now()))
+                    .run(move |conn| {
+                        db::sessions::is_active(conn, &user_id, &session_id, db::now())
+                    })
                     .await
                     .map_err(ApiError::from_db)?
             };
             if !active {
                 return Err(ApiError::unauthorized(
                     "Session is no longer active",
-                    format!("session {session_id} of user {user_id} is revoked, expired or unknown"),
+                    format!(
+                        "session {session_id} of user {user_id} is revoked, expired or unknown"
+                    ),
                 ));
             }
-            Ok(Caller { user_id, session_id })
+            Ok(Caller {
+                user_id,
+                session_id,
+            })
         })
     }
 }

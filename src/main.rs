@@ -4,7 +4,10 @@ use clap::Parser;
 use flashback_devices::{
     api::types::DeviceType,
     auth::TokenKeys,
-    config::{resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, SessionCommand, SessionCreateArgs},
+    config::{
+        resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, SessionCommand,
+        SessionCreateArgs,
+    },
     db::{DatabaseUrl, Db, PoolSettings},
     docs,
     provisioning::{self, SignIn},
@@ -34,14 +37,21 @@ fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
             if yaml {
                 print!("{}", docs::SPEC_YAML);
             } else {
-                let json = serde_json::to_string_pretty(docs::spec_json()).map_err(|e| e.to_string())?;
+                let json =
+                    serde_json::to_string_pretty(docs::spec_json()).map_err(|e| e.to_string())?;
                 println!("{json}");
             }
             Ok(())
         }
         Command::Migrate => {
             let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
-            open_db(url, PoolSettings { max_size: 1, acquire_timeout: std::time::Duration::from_secs(5) })?;
+            open_db(
+                url,
+                PoolSettings {
+                    max_size: 1,
+                    acquire_timeout: std::time::Duration::from_secs(5),
+                },
+            )?;
             println!("migrations are up to date");
             Ok(())
         }
@@ -55,17 +65,29 @@ fn open_db(url: DatabaseUrl, pool: PoolSettings) -> Result<Db, String> {
 }
 
 fn token_keys(url: &DatabaseUrl) -> Result<(TokenKeys, SecretSource), String> {
-    let (secret, source) = resolve_jwt_secret(std::env::var("JWT_SECRET").ok(), url).map_err(|e| e.to_string())?;
+    let (secret, source) =
+        resolve_jwt_secret(std::env::var("JWT_SECRET").ok(), url).map_err(|e| e.to_string())?;
     let keys = TokenKeys::hs256(&secret).map_err(|e| e.to_string())?;
     Ok((keys, source))
 }
 
 fn create_session(args: SessionCreateArgs, common: &CommonArgs) -> Result<(), String> {
     let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
-    let device_type = DeviceType::from_wire(&args.device_type.to_ascii_uppercase())
-        .ok_or_else(|| format!("--device-type must be one of DESKTOP, MOBILE, TABLET (got {})", args.device_type))?;
+    let device_type =
+        DeviceType::from_wire(&args.device_type.to_ascii_uppercase()).ok_or_else(|| {
+            format!(
+                "--device-type must be one of DESKTOP, MOBILE, TABLET (got {})",
+                args.device_type
+            )
+        })?;
     let (tokens, _) = token_keys(&url)?;
-    let db = open_db(url, PoolSettings { max_size: 1, acquire_timeout: std::time::Duration::from_secs(5) })?;
+    let db = open_db(
+        url,
+        PoolSettings {
+            max_size: 1,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        },
+    )?;
     let policy = common.policy();
     let request = SignIn {
         user_id: args.user,
@@ -78,11 +100,18 @@ fn create_session(args: SessionCreateArgs, common: &CommonArgs) -> Result<(), St
         ip_address: args.ip,
         location: args.location,
         login_method: args.login_method,
-        ttl: args.ttl.map(std::time::Duration::from_secs).unwrap_or(policy.session_extension),
+        ttl: args
+            .ttl
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(policy.session_extension),
         trusted: args.trusted,
     };
-    let issued = provisioning::sign_in(&db, &tokens, &policy, request).map_err(|e| e.to_string())?;
-    println!("{}", serde_json::to_string(&issued).map_err(|e| e.to_string())?);
+    let issued =
+        provisioning::sign_in(&db, &tokens, &policy, request).map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&issued).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 
@@ -92,7 +121,10 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     log::info!("database: {url}");
     let db = open_db(url, args.pool())?;
     let policy = common.policy();
-    let options = ServerOptions { bind_addr: args.bind_addr.clone(), workers: args.workers };
+    let options = ServerOptions {
+        bind_addr: args.bind_addr.clone(),
+        workers: args.workers,
+    };
 
     let demo = match &source {
         SecretSource::Environment => None,
@@ -102,7 +134,8 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
                  set JWT_SECRET in production",
                 file.display()
             );
-            provisioning::seed_demo_if_empty(&db, &tokens, &policy).map_err(|e| format!("cannot seed demo data: {e}"))?
+            provisioning::seed_demo_if_empty(&db, &tokens, &policy)
+                .map_err(|e| format!("cannot seed demo data: {e}"))?
         }
     };
 
@@ -110,13 +143,19 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(state, &options)
             .map_err(|e| format!("cannot listen on {}: {e}", options.bind_addr))?;
-        let host = options.bind_addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+        let host = options
+            .bind_addr
+            .rsplit_once(':')
+            .map_or("127.0.0.1", |(h, _)| h);
         let base = format!("http://{host}:{}", app.port());
         log::info!("listening on {base}; Swagger UI at {base}/swagger-ui/");
         if let Some(demo) = demo {
             // Printed, not logged: it is the one token development mode hands out on purpose.
             println!("Swagger UI: {base}/swagger-ui/");
-            println!("Demo token for user `{}` (valid until {}); paste it into Authorize:", demo.user_id, demo.expires_at);
+            println!(
+                "Demo token for user `{}` (valid until {}); paste it into Authorize:",
+                demo.user_id, demo.expires_at
+            );
             println!("{}", demo.token);
         }
         app.run_until_stopped().await.map_err(|e| e.to_string())

@@ -10,7 +10,12 @@ use serde::Serialize;
 use crate::{
     api::types::DeviceType,
     auth::TokenKeys,
-    db::{self, devices::TRUST_LEVEL_TRUSTED, models::{DeviceRow, SessionRow}, Db, DbError},
+    db::{
+        self,
+        devices::TRUST_LEVEL_TRUSTED,
+        models::{DeviceRow, SessionRow},
+        Db, DbError,
+    },
     state::Policy,
 };
 
@@ -59,24 +64,44 @@ fn new_id() -> String {
 
 /// Registers the device (or refreshes the user's device with that
 /// fingerprint) and a new session on it, and signs the session's token.
-pub fn sign_in(db: &Db, tokens: &TokenKeys, policy: &Policy, request: SignIn) -> Result<IssuedSession, ProvisionError> {
-    for (name, value) in [("user", &request.user_id), ("fingerprint", request.fingerprint.as_ref().unwrap_or(&"x".into()))] {
+pub fn sign_in(
+    db: &Db,
+    tokens: &TokenKeys,
+    policy: &Policy,
+    request: SignIn,
+) -> Result<IssuedSession, ProvisionError> {
+    for (name, value) in [
+        ("user", &request.user_id),
+        (
+            "fingerprint",
+            request.fingerprint.as_ref().unwrap_or(&"x".into()),
+        ),
+    ] {
         if value.is_empty() || value.len() > 256 {
-            return Err(ProvisionError::Invalid(format!("--{name} must be 1 to 256 characters")));
+            return Err(ProvisionError::Invalid(format!(
+                "--{name} must be 1 to 256 characters"
+            )));
         }
     }
     let now = db::now();
-    let ttl = chrono::TimeDelta::from_std(request.ttl).map_err(|_| ProvisionError::Invalid("--ttl is too large".into()))?;
+    let ttl = chrono::TimeDelta::from_std(request.ttl)
+        .map_err(|_| ProvisionError::Invalid("--ttl is too large".into()))?;
     let expires_at = now + ttl;
     let (city, country) = match request.location.as_deref().and_then(|l| l.split_once(',')) {
-        Some((city, country)) => (Some(city.trim().to_owned()), Some(country.trim().to_owned())),
+        Some((city, country)) => (
+            Some(city.trim().to_owned()),
+            Some(country.trim().to_owned()),
+        ),
         None => (None, None),
     };
     let trusted_until = request.trusted.then(|| now + policy.trust_period);
     let mut device = DeviceRow {
         id: new_id(),
         user_id: request.user_id.clone(),
-        fingerprint: request.fingerprint.clone().unwrap_or_else(|| format!("fp-{}", new_id())),
+        fingerprint: request
+            .fingerprint
+            .clone()
+            .unwrap_or_else(|| format!("fp-{}", new_id())),
         device_name: request.device_name,
         device_type: request.device_type.as_str().to_owned(),
         os: request.os,
@@ -86,7 +111,12 @@ pub fn sign_in(db: &Db, tokens: &TokenKeys, policy: &Policy, request: SignIn) ->
         country,
         city,
         is_trusted: request.trusted,
-        trust_level: if request.trusted { TRUST_LEVEL_TRUSTED } else { "UNKNOWN" }.to_owned(),
+        trust_level: if request.trusted {
+            TRUST_LEVEL_TRUSTED
+        } else {
+            "UNKNOWN"
+        }
+        .to_owned(),
         trust_expires_at: trusted_until,
         last_seen: now,
         created_at: now,
@@ -115,26 +145,46 @@ pub fn sign_in(db: &Db, tokens: &TokenKeys, policy: &Policy, request: SignIn) ->
                 }
                 None => db::devices::insert(conn, &device)?,
             }
-            let session = SessionRow { device_id: device.id.clone(), ..session };
+            let session = SessionRow {
+                device_id: device.id.clone(),
+                ..session
+            };
             db::sessions::insert(conn, &session)?;
             Ok((device.id, session.id))
         })
     })?;
     let expires_at = crate::api::devices::utc(expires_at);
     let token = tokens.sign(&request.user_id, &session_id, expires_at)?;
-    Ok(IssuedSession { token, session_id, device_id, user_id: request.user_id, expires_at })
+    Ok(IssuedSession {
+        token,
+        session_id,
+        device_id,
+        user_id: request.user_id,
+        expires_at,
+    })
 }
 
 pub const DEMO_USER: &str = "demo-user";
 
 /// Seeds a demo user with a few devices and sessions when the database has
 /// no device at all; returns the session whose token to show, if it did.
-pub fn seed_demo_if_empty(db: &Db, tokens: &TokenKeys, policy: &Policy) -> Result<Option<IssuedSession>, ProvisionError> {
+pub fn seed_demo_if_empty(
+    db: &Db,
+    tokens: &TokenKeys,
+    policy: &Policy,
+) -> Result<Option<IssuedSession>, ProvisionError> {
     if db.run_blocking(db::devices::count_all)? > 0 {
         return Ok(None);
     }
     let day = Duration::from_secs(24 * 3600);
-    let sign_in_as = |name: &str, fingerprint: &str, kind: DeviceType, os: &str, browser: &str, ip: &str, location: &str, trusted: bool| SignIn {
+    let sign_in_as = |name: &str,
+                      fingerprint: &str,
+                      kind: DeviceType,
+                      os: &str,
+                      browser: &str,
+                      ip: &str,
+                      location: &str,
+                      trusted: bool| SignIn {
         user_id: DEMO_USER.into(),
         device_name: name.into(),
         fingerprint: Some(fingerprint.into()),
@@ -148,9 +198,65 @@ pub fn seed_demo_if_empty(db: &Db, tokens: &TokenKeys, policy: &Policy) -> Resul
         ttl: day,
         trusted,
     };
-    let main = sign_in(db, tokens, policy, sign_in_as("Work laptop", "demo-laptop", DeviceType::Desktop, "macOS 15", "Firefox 133", "203.0.113.7", "Lisbon, Portugal", true))?;
-    sign_in(db, tokens, policy, sign_in_as("Work laptop", "demo-laptop", DeviceType::Desktop, "macOS 15", "Safari 18", "203.0.113.7", "Lisbon, Portugal", true))?;
-    sign_in(db, tokens, policy, sign_in_as("Phone", "demo-phone", DeviceType::Mobile, "Android 15", "Chrome 131", "198.51.100.23", "Porto, Portugal", true))?;
-    sign_in(db, tokens, policy, sign_in_as("Old tablet", "demo-tablet", DeviceType::Tablet, "iPadOS 17", "Safari 17", "192.0.2.44", "Madrid, Spain", false))?;
+    let main = sign_in(
+        db,
+        tokens,
+        policy,
+        sign_in_as(
+            "Work laptop",
+            "demo-laptop",
+            DeviceType::Desktop,
+            "macOS 15",
+            "Firefox 133",
+            "203.0.113.7",
+            "Lisbon, Portugal",
+            true,
+        ),
+    )?;
+    sign_in(
+        db,
+        tokens,
+        policy,
+        sign_in_as(
+            "Work laptop",
+            "demo-laptop",
+            DeviceType::Desktop,
+            "macOS 15",
+            "Safari 18",
+            "203.0.113.7",
+            "Lisbon, Portugal",
+            true,
+        ),
+    )?;
+    sign_in(
+        db,
+        tokens,
+        policy,
+        sign_in_as(
+            "Phone",
+            "demo-phone",
+            DeviceType::Mobile,
+            "Android 15",
+            "Chrome 131",
+            "198.51.100.23",
+            "Porto, Portugal",
+            true,
+        ),
+    )?;
+    sign_in(
+        db,
+        tokens,
+        policy,
+        sign_in_as(
+            "Old tablet",
+            "demo-tablet",
+            DeviceType::Tablet,
+            "iPadOS 17",
+            "Safari 17",
+            "192.0.2.44",
+            "Madrid, Spain",
+            false,
+        ),
+    )?;
     Ok(Some(main))
 }

@@ -46,7 +46,11 @@ impl Application {
     }
 }
 
-pub fn run(listener: TcpListener, state: web::Data<AppState>, workers: Option<usize>) -> std::io::Result<Server> {
+pub fn run(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    workers: Option<usize>,
+) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
         App::new()
             // The request line and status only: the Authorization header is never logged.

@@ -7,8 +7,9 @@ use super::{
     error::db_failure,
     extract::{IdPath, ValidatedJson},
     types::{
-        responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse, DeviceSession, DeviceType,
-        ErrorResponse, MessageResponse, TrustDeviceRequest, TrustDeviceResponse, TrustLevel,
+        responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse, DeviceSession,
+        DeviceType, ErrorResponse, MessageResponse, TrustDeviceRequest, TrustDeviceResponse,
+        TrustLevel,
     },
 };
 use crate::{
@@ -104,7 +105,11 @@ fn device_not_found() -> ErrorResponse {
 #[get("/devices")]
 pub async fn list_devices(caller: Caller, state: web::Data<AppState>) -> responses::ListDevices {
     let now = db::now();
-    match state.db.run(move |conn| db::devices::list_for_user(conn, &caller.user_id)).await {
+    match state
+        .db
+        .run(move |conn| db::devices::list_for_user(conn, &caller.user_id))
+        .await
+    {
         Ok(rows) => responses::ListDevices::Ok(DeviceListResponse {
             success: true,
             devices: rows.into_iter().map(|row| device(row, now)).collect(),
@@ -179,7 +184,11 @@ pub async fn trust_device(
     )
 )]
 #[get("/devices/{id}")]
-pub async fn get_device(caller: Caller, state: web::Data<AppState>, path: web::Path<IdPath>) -> responses::GetDevice {
+pub async fn get_device(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<IdPath>,
+) -> responses::GetDevice {
     let device_id = path.into_inner().id.into_inner();
     let now = db::now();
     let outcome = state
@@ -235,7 +244,9 @@ pub async fn untrust_device(
         .write(move |conn| db::devices::untrust(conn, &caller.user_id, &device_id, db::now()))
         .await;
     match outcome {
-        Ok(true) => responses::UntrustDevice::Ok(MessageResponse::new("Device untrusted successfully")),
+        Ok(true) => {
+            responses::UntrustDevice::Ok(MessageResponse::new("Device untrusted successfully"))
+        }
         Ok(false) => responses::UntrustDevice::NotFound(device_not_found()),
         Err(e) => db_failure(
             "untrustDevice",
@@ -274,7 +285,9 @@ pub async fn delete_device(
         .write(move |conn| db::devices::delete(conn, &caller.user_id, &device_id))
         .await;
     match outcome {
-        Ok(true) => responses::DeleteDevice::Ok(MessageResponse::new("Device removed successfully")),
+        Ok(true) => {
+            responses::DeleteDevice::Ok(MessageResponse::new("Device removed successfully"))
+        }
         Ok(false) => responses::DeleteDevice::NotFound(device_not_found()),
         Err(e) => db_failure(
             "deleteDevice",

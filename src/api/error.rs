@@ -24,19 +24,35 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(public: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, public: public.into(), internal: None }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            public: public.into(),
+            internal: None,
+        }
     }
 
     pub fn unauthorized(public: &str, internal: impl Into<String>) -> Self {
-        Self { status: StatusCode::UNAUTHORIZED, public: public.into(), internal: Some(internal.into()) }
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            public: public.into(),
+            internal: Some(internal.into()),
+        }
     }
 
     pub fn not_found(public: &str) -> Self {
-        Self { status: StatusCode::NOT_FOUND, public: public.into(), internal: None }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            public: public.into(),
+            internal: None,
+        }
     }
 
     pub fn unavailable(internal: impl Into<String>) -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, public: UNAVAILABLE.into(), internal: Some(internal.into()) }
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            public: UNAVAILABLE.into(),
+            internal: Some(internal.into()),
+        }
     }
 
     pub fn internal(internal: impl Into<String>) -> Self {
@@ -110,7 +126,8 @@ pub fn db_failure<R>(
 pub fn json_error_handler(error: JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
     let public = match &error {
         JsonPayloadError::ContentType => "Content-Type must be application/json".to_owned(),
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => {
             format!("Request body is larger than {limit} bytes")
         }
         JsonPayloadError::Deserialize(cause) => format!("Invalid request body: {cause}"),

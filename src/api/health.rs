@@ -14,7 +14,10 @@ use crate::state::AppState;
 )]
 #[get("/healthz")]
 pub async fn get_health() -> responses::GetHealth {
-    responses::GetHealth::Ok(HealthResponse { success: true, status: "ok".into() })
+    responses::GetHealth::Ok(HealthResponse {
+        success: true,
+        status: "ok".into(),
+    })
 }
 
 /// Readiness probe
@@ -31,7 +34,10 @@ pub async fn get_health() -> responses::GetHealth {
 pub async fn get_readiness(state: web::Data<AppState>) -> responses::GetReadiness {
     use diesel::connection::SimpleConnection;
     match state.db.run(|conn| conn.batch_execute("SELECT 1")).await {
-        Ok(()) => responses::GetReadiness::Ok(HealthResponse { success: true, status: "ready".into() }),
+        Ok(()) => responses::GetReadiness::Ok(HealthResponse {
+            success: true,
+            status: "ready".into(),
+        }),
         Err(e) => {
             log::warn!("getReadiness: {e}");
             responses::GetReadiness::ServiceUnavailable(ErrorResponse::new("Database unavailable"))

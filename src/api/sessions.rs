@@ -1,12 +1,15 @@
 //! The `sessions` tag: one handler per operationId.
 
-use actix_web::{post, get, web};
+use actix_web::{get, post, web};
 
 use super::{
     devices::utc,
     error::db_failure,
     extract::IdPath,
-    types::{responses, ErrorResponse, MessageResponse, Session, SessionHeartbeatResponse, SessionListResponse},
+    types::{
+        responses, ErrorResponse, MessageResponse, Session, SessionHeartbeatResponse,
+        SessionListResponse,
+    },
 };
 use crate::{
     auth::Caller,
@@ -74,13 +77,18 @@ pub async fn list_sessions(caller: Caller, state: web::Data<AppState>) -> respon
     )
 )]
 #[post("/sessions/revoke-all")]
-pub async fn revoke_all_sessions(caller: Caller, state: web::Data<AppState>) -> responses::RevokeAllSessions {
+pub async fn revoke_all_sessions(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> responses::RevokeAllSessions {
     let outcome = state
         .db
         .write(move |conn| db::sessions::revoke_all(conn, &caller.user_id, db::now()))
         .await;
     match outcome {
-        Ok(_) => responses::RevokeAllSessions::Ok(MessageResponse::new("All sessions revoked successfully")),
+        Ok(_) => responses::RevokeAllSessions::Ok(MessageResponse::new(
+            "All sessions revoked successfully",
+        )),
         Err(e) => db_failure(
             "revokeAllSessions",
             e,
@@ -118,7 +126,9 @@ pub async fn revoke_session(
         .write(move |conn| db::sessions::revoke(conn, &caller.user_id, &session_id, db::now()))
         .await;
     match outcome {
-        Ok(true) => responses::RevokeSession::Ok(MessageResponse::new("Session revoked successfully")),
+        Ok(true) => {
+            responses::RevokeSession::Ok(MessageResponse::new("Session revoked successfully"))
+        }
         Ok(false) => responses::RevokeSession::NotFound(ErrorResponse::new("Session not found")),
         Err(e) => db_failure(
             "revokeSession",
@@ -156,7 +166,9 @@ pub async fn session_heartbeat(
     let new_expiry = now + state.policy.session_extension;
     let outcome = state
         .db
-        .write(move |conn| db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry))
+        .write(move |conn| {
+            db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry)
+        })
         .await;
     match outcome {
         Ok(true) => responses::SessionHeartbeat::Ok(SessionHeartbeatResponse {
@@ -164,7 +176,9 @@ pub async fn session_heartbeat(
             message: "Session updated successfully".into(),
             new_expiry: utc(new_expiry),
         }),
-        Ok(false) => responses::SessionHeartbeat::NotFound(ErrorResponse::new("Session not found or expired")),
+        Ok(false) => responses::SessionHeartbeat::NotFound(ErrorResponse::new(
+            "Session not found or expired",
+        )),
         Err(e) => db_failure(
             "sessionHeartbeat",
             e,

@@ -35,12 +35,18 @@ include!(concat!(env!("OUT_DIR"), "/api_types.rs"));
 
 impl ErrorResponse {
     pub fn new(error: impl Into<String>) -> Self {
-        Self { success: false, error: error.into() }
+        Self {
+            success: false,
+            error: error.into(),
+        }
     }
 }
 
 impl MessageResponse {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { success: true, message: message.into() }
+        Self {
+            success: true,
+            message: message.into(),
+        }
     }
 }

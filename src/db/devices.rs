@@ -21,7 +21,11 @@ pub fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<Devi
         .load(conn)
 }
 
-pub fn find_for_user(conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<Option<DeviceRow>, Error> {
+pub fn find_for_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+) -> Result<Option<DeviceRow>, Error> {
     devices::table
         .filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id)))
         .select(DeviceRow::as_select())
@@ -35,14 +39,21 @@ pub fn find_by_fingerprint(
     fingerprint: &str,
 ) -> Result<Option<DeviceRow>, Error> {
     devices::table
-        .filter(devices::user_id.eq(user_id).and(devices::fingerprint.eq(fingerprint)))
+        .filter(
+            devices::user_id
+                .eq(user_id)
+                .and(devices::fingerprint.eq(fingerprint)),
+        )
         .select(DeviceRow::as_select())
         .first(conn)
         .optional()
 }
 
 pub fn insert(conn: &mut AnyConnection, device: &DeviceRow) -> Result<(), Error> {
-    diesel::insert_into(devices::table).values(device).execute(conn).map(drop)
+    diesel::insert_into(devices::table)
+        .values(device)
+        .execute(conn)
+        .map(drop)
 }
 
 /// Refreshes what a new sign-in tells about a known device.
@@ -65,9 +76,18 @@ pub fn record_sign_in(conn: &mut AnyConnection, seen: &DeviceRow) -> Result<(), 
 
 /// Trusts the caller's device with `fingerprint` until `until`.
 /// Returns false when the caller has no such device.
-pub fn trust(conn: &mut AnyConnection, user_id: &str, fingerprint: &str, until: NaiveDateTime) -> Result<bool, Error> {
+pub fn trust(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    fingerprint: &str,
+    until: NaiveDateTime,
+) -> Result<bool, Error> {
     let updated = diesel::update(
-        devices::table.filter(devices::user_id.eq(user_id).and(devices::fingerprint.eq(fingerprint))),
+        devices::table.filter(
+            devices::user_id
+                .eq(user_id)
+                .and(devices::fingerprint.eq(fingerprint)),
+        ),
     )
     .set((
         devices::is_trusted.eq(true),
@@ -81,19 +101,30 @@ pub fn trust(conn: &mut AnyConnection, user_id: &str, fingerprint: &str, until: 
 /// Untrusts the caller's device and revokes all its active sessions. Must
 /// run inside a write transaction so that both changes land or neither.
 /// Returns false when the caller has no such device.
-pub fn untrust(conn: &mut AnyConnection, user_id: &str, device_id: &str, now: NaiveDateTime) -> Result<bool, Error> {
-    let updated = diesel::update(devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))))
-        .set((
-            devices::is_trusted.eq(false),
-            devices::trust_level.eq(TRUST_LEVEL_UNTRUSTED),
-            devices::trust_expires_at.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)?;
+pub fn untrust(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, Error> {
+    let updated = diesel::update(
+        devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
+    )
+    .set((
+        devices::is_trusted.eq(false),
+        devices::trust_level.eq(TRUST_LEVEL_UNTRUSTED),
+        devices::trust_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
     if updated == 0 {
         return Ok(false);
     }
     diesel::update(
-        sessions::table.filter(sessions::device_id.eq(device_id).and(sessions::revoked_at.is_null())),
+        sessions::table.filter(
+            sessions::device_id
+                .eq(device_id)
+                .and(sessions::revoked_at.is_null()),
+        ),
     )
     .set(sessions::revoked_at.eq(Some(now)))
     .execute(conn)?;

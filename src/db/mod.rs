@@ -41,7 +41,9 @@ pub enum DatabaseUrl {
 pub enum DatabaseUrlError {
     #[error("DATABASE_URL has no scheme: use sqlite://PATH or postgres://USER@HOST/DB")]
     NoScheme,
-    #[error("DATABASE_URL scheme `{0}` is not supported: use sqlite://PATH or postgres://USER@HOST/DB")]
+    #[error(
+        "DATABASE_URL scheme `{0}` is not supported: use sqlite://PATH or postgres://USER@HOST/DB"
+    )]
     UnsupportedScheme(String),
     #[error("DATABASE_URL sqlite:// needs a file path, e.g. sqlite://flashback-devices.db")]
     EmptySqlitePath,
@@ -58,9 +60,13 @@ impl DatabaseUrl {
                 if path.is_empty() {
                     return Err(DatabaseUrlError::EmptySqlitePath);
                 }
-                Ok(Self::Sqlite { path: PathBuf::from(path) })
+                Ok(Self::Sqlite {
+                    path: PathBuf::from(path),
+                })
             }
-            "postgres" | "postgresql" => Ok(Self::Postgres { url: url.to_owned() }),
+            "postgres" | "postgresql" => Ok(Self::Postgres {
+                url: url.to_owned(),
+            }),
             other => Err(DatabaseUrlError::UnsupportedScheme(other.to_owned())),
         }
     }
@@ -129,7 +135,8 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1").map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
@@ -190,7 +197,10 @@ pub enum OpenError {
     #[error("cannot run the migrations on {url}: {message}")]
     Migrate { url: DatabaseUrl, message: String },
     #[error("cannot create the connection pool for {url}: {source}")]
-    Pool { url: DatabaseUrl, source: r2d2::Error },
+    Pool {
+        url: DatabaseUrl,
+        source: r2d2::Error,
+    },
 }
 
 impl Db {
@@ -198,15 +208,24 @@ impl Db {
     /// with the driver's own words), runs pending migrations on that
     /// connection, then builds the pool. Blocking: call before serving.
     pub fn open(url: DatabaseUrl, settings: PoolSettings) -> Result<Self, OpenError> {
-        let mut first = url.connect().map_err(|source| OpenError::Connect { url: url.clone(), source })?;
-        run_migrations(&mut first).map_err(|message| OpenError::Migrate { url: url.clone(), message })?;
+        let mut first = url.connect().map_err(|source| OpenError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+        run_migrations(&mut first).map_err(|message| OpenError::Migrate {
+            url: url.clone(),
+            message,
+        })?;
         drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(settings.max_size.min(2)))
             .connection_timeout(settings.acquire_timeout)
             .build(ConnectionManager { url: url.clone() })
-            .map_err(|source| OpenError::Pool { url: url.clone(), source })?;
+            .map_err(|source| OpenError::Pool {
+                url: url.clone(),
+                source,
+            })?;
         Ok(Self { pool, url })
     }
 
@@ -222,7 +241,9 @@ impl Db {
     {
         let pool = self.pool.clone();
         actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
             work(&mut conn).map_err(DbError::classify)
         })
         .await
@@ -243,7 +264,10 @@ impl Db {
         &self,
         work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
-        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
         work(&mut conn).map_err(DbError::classify)
     }
 }
@@ -265,7 +289,9 @@ pub fn write_transaction<T>(
         AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     }
     let outcome = work(conn);
-    let AnyConnection::Sqlite(sqlite) = conn else { unreachable!("checked above") };
+    let AnyConnection::Sqlite(sqlite) = conn else {
+        unreachable!("checked above")
+    };
     match outcome {
         Ok(value) => {
             AnsiTransactionManager::commit_transaction(sqlite)?;
@@ -294,5 +320,6 @@ pub fn run_migrations(conn: &mut AnyConnection) -> Result<(), String> {
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::{DurationRound, TimeDelta};
     let now = chrono::Utc::now().naive_utc();
-    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
 }

@@ -13,7 +13,12 @@ use super::{
 
 /// Whether `session_id` is an active session of `user_id`: the check behind
 /// every authenticated request.
-pub fn is_active(conn: &mut AnyConnection, user_id: &str, session_id: &str, now: NaiveDateTime) -> Result<bool, Error> {
+pub fn is_active(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, Error> {
     diesel::select(diesel::dsl::exists(
         sessions::table.filter(
             sessions::id
@@ -62,12 +67,20 @@ pub fn list_active_for_device(
 }
 
 pub fn insert(conn: &mut AnyConnection, session: &SessionRow) -> Result<(), Error> {
-    diesel::insert_into(sessions::table).values(session).execute(conn).map(drop)
+    diesel::insert_into(sessions::table)
+        .values(session)
+        .execute(conn)
+        .map(drop)
 }
 
 /// Revokes one active session of the caller. Returns false when the caller
 /// has no active session with that id.
-pub fn revoke(conn: &mut AnyConnection, user_id: &str, session_id: &str, now: NaiveDateTime) -> Result<bool, Error> {
+pub fn revoke(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, Error> {
     let updated = diesel::update(
         sessions::table.filter(
             sessions::id
@@ -83,10 +96,20 @@ pub fn revoke(conn: &mut AnyConnection, user_id: &str, session_id: &str, now: Na
 }
 
 /// Revokes every session of the caller that is not revoked yet.
-pub fn revoke_all(conn: &mut AnyConnection, user_id: &str, now: NaiveDateTime) -> Result<usize, Error> {
-    diesel::update(sessions::table.filter(sessions::user_id.eq(user_id).and(sessions::revoked_at.is_null())))
-        .set(sessions::revoked_at.eq(Some(now)))
-        .execute(conn)
+pub fn revoke_all(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize, Error> {
+    diesel::update(
+        sessions::table.filter(
+            sessions::user_id
+                .eq(user_id)
+                .and(sessions::revoked_at.is_null()),
+        ),
+    )
+    .set(sessions::revoked_at.eq(Some(now)))
+    .execute(conn)
 }
 
 /// Records activity on an active session of the caller and moves its expiry
@@ -107,7 +130,10 @@ pub fn heartbeat(
                 .and(sessions::expires_at.gt(now)),
         ),
     )
-    .set((sessions::last_activity.eq(now), sessions::expires_at.eq(new_expiry)))
+    .set((
+        sessions::last_activity.eq(now),
+        sessions::expires_at.eq(new_expiry),
+    ))
     .execute(conn)?;
     Ok(updated > 0)
 }

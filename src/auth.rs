@@ -29,20 +29,39 @@ pub struct Claims {
     pub sid: String,
     pub iat: i64,
     pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 /// Signs and verifies tokens; built once at start-up.
+///
+/// Verification is pinned to one algorithm: HS256 with `JWT_SECRET`, or, when
+/// a separate sign-in service holds a private key, EdDSA or RS256 with its
+/// public key (then HS256 tokens are refused, which also defeats "HS256
+/// signed with the public key" algorithm confusion).
 #[derive(Clone)]
 pub struct TokenKeys {
-    encoding: EncodingKey,
+    algorithm: Algorithm,
+    /// Absent in public-key mode unless a private key was given too.
+    encoding: Option<EncodingKey>,
     decoding: DecodingKey,
     validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes (got {0})")]
     TooShort(usize),
+    #[error("the public key is neither an Ed25519 nor an RSA public key in PEM form")]
+    UnsupportedPublicKey,
+    #[error("the private key does not match the public key's algorithm ({0:?}): {1}")]
+    BadPrivateKey(Algorithm, String),
+    #[error("tokens can only be verified here: give the private key (JWT_PRIVATE_KEY_FILE) to sign them")]
+    CannotSign,
 }
 
 impl TokenKeys {
@@ -50,15 +69,80 @@ impl TokenKeys {
         if secret.len() < MIN_SECRET_LEN {
             return Err(KeyError::TooShort(secret.len()));
         }
-        let mut validation = Validation::new(Algorithm::HS256);
+        Ok(Self::with_keys(
+            Algorithm::HS256,
+            Some(EncodingKey::from_secret(secret)),
+            DecodingKey::from_secret(secret),
+        ))
+    }
+
+    /// Public-key verification: EdDSA (Ed25519) or RS256, told apart by the
+    /// key itself. `private_pem`, when given, lets this process sign too.
+    pub fn public_key(public_pem: &[u8], private_pem: Option<&[u8]>) -> Result<Self, KeyError> {
+        let (algorithm, decoding) = if let Ok(key) = DecodingKey::from_ed_pem(public_pem) {
+            (Algorithm::EdDSA, key)
+        } else if let Ok(key) = DecodingKey::from_rsa_pem(public_pem) {
+            (Algorithm::RS256, key)
+        } else {
+            return Err(KeyError::UnsupportedPublicKey);
+        };
+        let encoding = match private_pem {
+            None => None,
+            Some(pem) => Some(
+                match algorithm {
+                    Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
+                    _ => EncodingKey::from_rsa_pem(pem),
+                }
+                .map_err(|e| KeyError::BadPrivateKey(algorithm, e.to_string()))?,
+            ),
+        };
+        Ok(Self::with_keys(algorithm, encoding, decoding))
+    }
+
+    fn with_keys(
+        algorithm: Algorithm,
+        encoding: Option<EncodingKey>,
+        decoding: DecodingKey,
+    ) -> Self {
+        let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
+        validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
-        Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        Self {
+            algorithm,
+            encoding,
+            decoding,
             validation,
-        })
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// Requires (and, when signing, sets) `iss` and/or `aud`.
+    pub fn with_issuer_and_audience(
+        mut self,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
+        let mut required = vec!["exp", "iat", "sub"];
+        if let Some(issuer) = &issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &audience {
+            self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
+            required.push("aud");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.issuer = issuer;
+        self.audience = audience;
+        self
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 
     pub fn sign(
@@ -66,20 +150,45 @@ impl TokenKeys {
         user_id: &str,
         session_id: &str,
         expires_at: DateTime<Utc>,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    ) -> Result<String, SignError> {
+        let encoding = self
+            .encoding
+            .as_ref()
+            .ok_or(SignError::Key(KeyError::CannotSign))?;
         let claims = Claims {
             sub: user_id.to_owned(),
             sid: session_id.to_owned(),
             iat: Utc::now().timestamp(),
             exp: expires_at.timestamp(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        Ok(jsonwebtoken::encode(
+            &Header::new(self.algorithm),
+            &claims,
+            encoding,
+        )?)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
     }
+
+    /// The user a request's bearer token names, if its signature and claims
+    /// hold (the session is not checked): the rate limiter's key.
+    pub fn verified_subject(&self, request: &HttpRequest) -> Option<String> {
+        let token = bearer_token(request).ok()?;
+        self.verify(token).ok().map(|claims| claims.sub)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
 }
 
 /// The authenticated caller of a request: a user and their active session.

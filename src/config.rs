@@ -15,6 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     auth::MIN_SECRET_LEN,
     db::{DatabaseUrl, PoolSettings},
+    middleware::RateLimitSettings,
+    startup::ServerOptions,
     state::Policy,
 };
 
@@ -96,9 +98,37 @@ pub struct ServeArgs {
     /// How long a request waits for a database connection before answering 503, in milliseconds.
     #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_pool_timeout_ms: u64,
+    /// Requests per second allowed to one client (its token's user, else its address); 0 turns rate limiting off.
+    #[arg(long, env = "RATE_LIMIT_RPS", default_value_t = 20)]
+    pub rate_limit_rps: u32,
+    /// Requests one client may send at once above the steady rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40)]
+    pub rate_limit_burst: u32,
+    /// Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS off.
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl ServeArgs {
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            bind_addr: self.bind_addr.clone(),
+            workers: self.workers,
+            rate_limit: RateLimitSettings::new(self.rate_limit_rps, self.rate_limit_burst),
+            cors_allowed_origins: self
+                .cors_allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        }
+    }
+
     pub fn pool(&self) -> PoolSettings {
         PoolSettings {
             max_size: self.db_pool_size.max(1),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod docs;
+pub mod middleware;
 pub mod provisioning;
 pub mod startup;
 pub mod state;

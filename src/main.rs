@@ -11,7 +11,7 @@ use flashback_devices::{
     db::{DatabaseUrl, Db, PoolSettings},
     docs,
     provisioning::{self, SignIn},
-    startup::{Application, ServerOptions},
+    startup::Application,
     state::AppState,
 };
 
@@ -64,11 +64,36 @@ fn open_db(url: DatabaseUrl, pool: PoolSettings) -> Result<Db, String> {
     Db::open(url, pool).map_err(|e| e.to_string())
 }
 
+/// The token keys from the environment: a public key (`JWT_PUBLIC_KEY_FILE`,
+/// optionally with `JWT_PRIVATE_KEY_FILE` to sign), else `JWT_SECRET`, else
+/// the development secret beside the SQLite database.
 fn token_keys(url: &DatabaseUrl) -> Result<(TokenKeys, SecretSource), String> {
-    let (secret, source) =
-        resolve_jwt_secret(std::env::var("JWT_SECRET").ok(), url).map_err(|e| e.to_string())?;
-    let keys = TokenKeys::hs256(&secret).map_err(|e| e.to_string())?;
-    Ok((keys, source))
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let read =
+        |name: &str, path: String| std::fs::read(&path).map_err(|e| format!("{name}={path}: {e}"));
+    let (keys, source) = match env("JWT_PUBLIC_KEY_FILE") {
+        Some(public_path) => {
+            let public = read("JWT_PUBLIC_KEY_FILE", public_path)?;
+            let private = env("JWT_PRIVATE_KEY_FILE")
+                .map(|p| read("JWT_PRIVATE_KEY_FILE", p))
+                .transpose()?;
+            let keys =
+                TokenKeys::public_key(&public, private.as_deref()).map_err(|e| e.to_string())?;
+            (keys, SecretSource::Environment)
+        }
+        None => {
+            let (secret, source) =
+                resolve_jwt_secret(env("JWT_SECRET"), url).map_err(|e| e.to_string())?;
+            (
+                TokenKeys::hs256(&secret).map_err(|e| e.to_string())?,
+                source,
+            )
+        }
+    };
+    Ok((
+        keys.with_issuer_and_audience(env("JWT_ISSUER"), env("JWT_AUDIENCE")),
+        source,
+    ))
 }
 
 fn create_session(args: SessionCreateArgs, common: &CommonArgs) -> Result<(), String> {
@@ -121,10 +146,7 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     log::info!("database: {url}");
     let db = open_db(url, args.pool())?;
     let policy = common.policy();
-    let options = ServerOptions {
-        bind_addr: args.bind_addr.clone(),
-        workers: args.workers,
-    };
+    let options = args.server_options();
 
     let demo = match &source {
         SecretSource::Environment => None,

@@ -55,7 +55,7 @@ pub enum ProvisionError {
     #[error(transparent)]
     Database(#[from] DbError),
     #[error("cannot sign the token: {0}")]
-    Token(#[from] jsonwebtoken::errors::Error),
+    Token(#[from] crate::auth::SignError),
 }
 
 fn new_id() -> String {

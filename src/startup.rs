@@ -5,13 +5,14 @@ use std::net::TcpListener;
 
 use actix_web::{
     dev::Server,
-    middleware::{DefaultHeaders, Logger},
+    middleware::{from_fn, Condition, Logger},
     web, App, HttpServer,
 };
 
 use crate::{
     api::{self, error},
     docs,
+    middleware::{self, ClientRateLimiter, RateLimitSettings},
     state::AppState,
 };
 
@@ -26,13 +27,29 @@ pub struct Application {
 pub struct ServerOptions {
     pub bind_addr: String,
     pub workers: Option<usize>,
+    /// `None`: no rate limiting.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Origins allowed to call the API from a browser; empty: CORS off.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl ServerOptions {
+    /// Loopback, any free port, one worker, no rate limit: for tests.
+    pub fn local() -> Self {
+        Self {
+            bind_addr: "127.0.0.1:0".into(),
+            workers: Some(1),
+            rate_limit: None,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
 }
 
 impl Application {
     pub fn build(state: AppState, options: &ServerOptions) -> std::io::Result<Self> {
         let listener = TcpListener::bind(&options.bind_addr)?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, web::Data::new(state), options.workers)?;
+        let server = run(listener, web::Data::new(state), options)?;
         Ok(Self { port, server })
     }
 
@@ -49,33 +66,41 @@ impl Application {
 pub fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
-    workers: Option<usize>,
+    options: &ServerOptions,
 ) -> std::io::Result<Server> {
+    // One limiter shared by all workers, so a client's allowance is per process.
+    let limiter = options
+        .rate_limit
+        .map(|settings| web::Data::new(ClientRateLimiter::new(settings)));
+    let origins = options.cors_allowed_origins.clone();
     let mut server = HttpServer::new(move || {
-        App::new()
-            // The request line and status only: the Authorization header is never logged.
-            .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
-            .wrap(
-                DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer"))
-                    .add(("X-Frame-Options", "DENY"))
-                    .add(("Cache-Control", "no-store")),
-            )
-            .app_data(state.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_JSON_BODY)
-                    .content_type_required(true)
-                    .error_handler(error::json_error_handler),
-            )
-            .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-            .configure(api::configure)
-            .configure(docs::configure)
-            .default_service(web::to(error::route_not_found))
+        let mut app = App::new().app_data(state.clone());
+        if let Some(limiter) = &limiter {
+            app = app.app_data(limiter.clone());
+        }
+        app.app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BODY)
+                .content_type_required(true)
+                .error_handler(error::json_error_handler),
+        )
+        .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+        .configure(api::configure)
+        .configure(docs::configure)
+        .default_service(web::to(error::route_not_found))
+        // Innermost first: the limiter sees requests after CORS has answered preflights.
+        .wrap(from_fn(middleware::rate_limit))
+        .wrap(Condition::new(
+            !origins.is_empty(),
+            middleware::cors(&origins),
+        ))
+        .wrap(from_fn(middleware::json_errors))
+        .wrap(from_fn(middleware::security_headers))
+        // The request line and status only: the Authorization header is never logged.
+        .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
     })
     .listen(listener)?;
-    if let Some(workers) = workers {
+    if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));
     }
     Ok(server.run())

@@ -10,7 +10,13 @@ pub mod types;
 
 use actix_web::web;
 use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::{
+        header::HeaderBuilder,
+        path::{Operation, PathItem},
+        schema::{ObjectBuilder, Type},
+        security::{Http, HttpAuthScheme, SecurityScheme},
+        RefOr,
+    },
     Modify, OpenApi,
 };
 
@@ -31,7 +37,7 @@ use utoipa::{
         health::get_health,
         health::get_readiness,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &SharedResponseHeaders)
 )]
 pub struct ApiDoc;
 
@@ -44,6 +50,65 @@ impl Modify for BearerAuth {
         scheme.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
     }
+}
+
+/// The headers of the spec's shared responses (`components.responses`):
+/// `Unauthorized` (401) carries `WWW-Authenticate`, `TooManyRequests` (429)
+/// `Retry-After`. Added once here rather than on every handler, as the spec
+/// declares them once: `headers(...)` in `#[utoipa::path]` takes only a Rust
+/// type, which cannot say `type: integer, minimum: 1` without a `format`.
+struct SharedResponseHeaders;
+
+impl Modify for SharedResponseHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for operation in openapi.paths.paths.values_mut().flat_map(operations_mut) {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let (name, header) = match status.as_str() {
+                    "401" => (
+                        "WWW-Authenticate",
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .description(Some("The authentication scheme to use.")),
+                    ),
+                    "429" => (
+                        "Retry-After",
+                        HeaderBuilder::new()
+                            .schema(Some(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::Integer)
+                                    .minimum(Some(1)),
+                            ))
+                            .description(Some("Seconds to wait before retrying.")),
+                    ),
+                    _ => continue,
+                };
+                response
+                    .headers
+                    .entry(name.to_owned())
+                    .or_insert_with(|| RefOr::T(header.build()));
+            }
+        }
+    }
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+        &mut item.query,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(item.additional_operations.values_mut())
 }
 
 /// Mounts every operation of the spec, and nothing else.

@@ -39,6 +39,7 @@ fn session(listed: SessionWithDevice) -> Session {
     responses(
         (status = 200, description = "The caller's active sessions.", body = SessionListResponse),
         (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 500, description = "The sessions could not be read.", body = ErrorResponse),
         (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
     )
@@ -72,6 +73,7 @@ pub async fn list_sessions(caller: Caller, state: web::Data<AppState>) -> respon
     responses(
         (status = 200, description = "No session of the caller is active any more.", body = MessageResponse),
         (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 500, description = "The sessions could not be revoked; nothing was changed.", body = ErrorResponse),
         (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
     )
@@ -109,6 +111,7 @@ pub async fn revoke_all_sessions(
         (status = 200, description = "The session is revoked.", body = MessageResponse),
         (status = 400, description = "Malformed request.", body = ErrorResponse),
         (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 404, description = "The caller has no active session with that identifier.", body = ErrorResponse),
         (status = 500, description = "The session could not be revoked.", body = ErrorResponse),
         (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
@@ -150,6 +153,7 @@ pub async fn revoke_session(
         (status = 200, description = "The session's expiry moved to `newExpiry`.", body = SessionHeartbeatResponse),
         (status = 400, description = "Malformed request.", body = ErrorResponse),
         (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
+        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 404, description = "The caller has no session with that identifier, or it is revoked or expired.", body = ErrorResponse),
         (status = 500, description = "The session could not be updated.", body = ErrorResponse),
         (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),

@@ -88,10 +88,7 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     };
     let app = flashback_devices::startup::Application::build(
         state,
-        &flashback_devices::startup::ServerOptions {
-            bind_addr: "127.0.0.1:0".into(),
-            workers: Some(1),
-        },
+        &flashback_devices::startup::ServerOptions::local(),
     )
     .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -100,6 +100,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     #[allow(dead_code)]
     pub database_url: String,
+    cached_token: std::sync::Mutex<Option<String>>,
     _scratch: Scratch,
 }
 
@@ -115,22 +116,36 @@ impl TestResponse {
     }
 }
 
+/// How to build the server under test; `Setup::default()` is the common case.
+pub struct Setup {
+    pub pool: PoolSettings,
+    pub options: ServerOptions,
+    pub tokens: TokenKeys,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            pool: PoolSettings {
+                max_size: 8,
+                acquire_timeout: Duration::from_secs(5),
+            },
+            options: ServerOptions::local(),
+            tokens: TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap(),
+        }
+    }
+}
+
 /// A device and session made for a test, with its token.
 pub type Login = IssuedSession;
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(
-            backend,
-            PoolSettings {
-                max_size: 8,
-                acquire_timeout: Duration::from_secs(5),
-            },
-        )
-        .await
+        Self::spawn_with(backend, Setup::default()).await
     }
 
-    pub async fn spawn_with(backend: Backend, pool: PoolSettings) -> Self {
+    pub async fn spawn_with(backend: Backend, setup: Setup) -> Self {
+        let pool = setup.pool;
         let _ = env_logger::builder().is_test(true).try_init();
         let (database_url, scratch) = match backend {
             Backend::Sqlite => {
@@ -162,18 +177,14 @@ impl TestApp {
             .await
             .unwrap()
             .expect("open test database");
-        let tokens = TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap();
+        let tokens = setup.tokens;
         let policy = Policy::default();
         let state = AppState {
             db: db.clone(),
             tokens: tokens.clone(),
             policy,
         };
-        let options = ServerOptions {
-            bind_addr: "127.0.0.1:0".into(),
-            workers: Some(1),
-        };
-        let app = Application::build(state, &options).expect("bind");
+        let app = Application::build(state, &setup.options).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
@@ -188,6 +199,7 @@ impl TestApp {
             policy,
             client,
             database_url,
+            cached_token: Default::default(),
             _scratch: scratch,
         }
     }
@@ -294,6 +306,24 @@ impl TestApp {
         let response = into_test_response(request.send().await.expect("request")).await;
         conformance::check(method, path, response.status, &response.body);
         response
+    }
+
+    /// A valid token of user `fuzz`, made once and remade when revoked.
+    pub async fn login_cached(&self) -> String {
+        let cached = self.cached_token.lock().unwrap().clone();
+        if let Some(token) = cached {
+            let still_valid = self
+                .call_unchecked(Method::GET, "/sessions", Some(&token), None)
+                .await
+                .status
+                == 200;
+            if still_valid {
+                return token;
+            }
+        }
+        let token = self.login("fuzz", "Fuzz device", Some("fp")).await.token;
+        *self.cached_token.lock().unwrap() = Some(token.clone());
+        token
     }
 
     pub fn url(&self, path: &str) -> String {

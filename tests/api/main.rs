@@ -6,5 +6,8 @@ mod helpers;
 mod auth;
 mod cli;
 mod devices;
+mod fuzz;
+mod hardening;
+mod races;
 mod routing;
 mod sessions;

@@ -1,0 +1,493 @@
+//! Attacks on the edges: rate limits, CORS, headers, pool exhaustion, token
+//! policies (issuer/audience, public keys, algorithm confusion, nbf) and the
+//! secrecy of tokens in logs.
+
+use std::time::Duration;
+
+use flashback_devices::{
+    auth::TokenKeys, db::PoolSettings, middleware::RateLimitSettings, startup::ServerOptions,
+};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::{backend_test, helpers::*};
+
+const PUBLIC_PEM: &str = include_str!("../fixtures/ed25519-public.pem");
+const PRIVATE_PEM: &str = include_str!("../fixtures/ed25519-private.pem");
+
+fn hs256(claims: serde_json::Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+async fn spawn_rate_limited(per_second: u32, burst: u32) -> TestApp {
+    let options = ServerOptions {
+        rate_limit: RateLimitSettings::new(per_second, burst),
+        ..ServerOptions::local()
+    };
+    TestApp::spawn_with(
+        Backend::Sqlite,
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn rate_limit_is_per_user_with_retry_after_and_json() {
+    let app = spawn_rate_limited(1, 3).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    let bob = app.login("bob", "Laptop", None).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/devices", &alice.token).await.status, 200);
+    }
+    let limited = app.get("/devices", &alice.token).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.body["success"], false);
+    assert!(limited.body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Too many requests"));
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    // A limited request changes nothing: untrust is refused, the device stays.
+    let refused = app
+        .post(
+            &format!("/devices/{}/untrust", alice.device_id),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(refused.status, 429);
+    // Another user has an allowance of their own.
+    assert_eq!(app.get("/devices", &bob.token).await.status, 200);
+    // Probes are never limited.
+    for _ in 0..10 {
+        assert_eq!(
+            app.call(Method::GET, "/healthz", None, None).await.status,
+            200
+        );
+    }
+    // After the wait, Alice may go on, and her device was never untrusted.
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    let after = app
+        .get(&format!("/devices/{}", alice.device_id), &alice.token)
+        .await;
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.body["device"]["sessions"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_keys_unauthenticated_clients_by_address_and_ignores_forged_subjects() {
+    let app = spawn_rate_limited(1, 2).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    // Tokens with forged signatures do not get a per-user allowance of their own.
+    for i in 0..2 {
+        let forged = hs256(
+            json!({"sub": format!("user-{i}"), "sid": "x", "iat": 0, "exp": 4_000_000_000u64}),
+            b"wrong-secret-wrong-secret-wrong-secret",
+        );
+        assert_eq!(
+            app.call(Method::GET, "/devices", Some(&forged), None)
+                .await
+                .status,
+            401
+        );
+    }
+    let forged = hs256(
+        json!({"sub": "user-9", "sid": "x", "iat": 0, "exp": 4_000_000_000u64}),
+        b"wrong-secret-wrong-secret-wrong-secret",
+    );
+    assert_eq!(
+        app.call(Method::GET, "/devices", Some(&forged), None)
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        app.call(Method::GET, "/devices", None, None).await.status,
+        429
+    );
+    // A validly signed token counts against its user, not the address.
+    assert_eq!(app.get("/devices", &alice.token).await.status, 200);
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    let request = app
+        .client
+        .get(app.url("/devices"))
+        .bearer_auth(&alice.token)
+        .header("origin", "https://app.example");
+    let response = app.send("GET", "/devices", request).await;
+    assert_eq!(response.status, 200);
+    assert!(response.header("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn cors_allows_configured_origins_only() {
+    let options = ServerOptions {
+        cors_allowed_origins: vec!["https://app.example".into()],
+        ..ServerOptions::local()
+    };
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let alice = app.login("alice", "Laptop", None).await;
+    let preflight = |origin: &str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/devices/x/untrust"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+    };
+    let allowed = into_test_response(preflight("https://app.example").send().await.unwrap()).await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(allowed
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+
+    let refused = into_test_response(preflight("https://evil.example").send().await.unwrap()).await;
+    assert!((400..500).contains(&refused.status), "{}", refused.status);
+    assert!(refused.header("access-control-allow-origin").is_none());
+    assert_eq!(
+        refused.body["success"], false,
+        "refusals keep the JSON shape: {}",
+        refused.body
+    );
+
+    let simple = app
+        .client
+        .get(app.url("/devices"))
+        .bearer_auth(&alice.token)
+        .header("origin", "https://app.example");
+    let simple = app.send("GET", "/devices", simple).await;
+    assert_eq!(
+        simple.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let foreign = app
+        .client
+        .get(app.url("/devices"))
+        .bearer_auth(&alice.token)
+        .header("origin", "https://evil.example");
+    // A simple request is answered, but without the header the browser
+    // needs to let a page on that origin read the answer.
+    let foreign = app.send("GET", "/devices", foreign).await;
+    assert!(foreign.header("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn security_headers_are_set() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let api = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(api.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(api.header("x-frame-options"), Some("DENY"));
+    assert_eq!(api.header("cache-control"), Some("no-store"));
+    assert!(api
+        .header("content-security-policy")
+        .unwrap()
+        .starts_with("default-src 'none'"));
+    let docs = app
+        .client
+        .get(app.url("/swagger-ui/"))
+        .send()
+        .await
+        .unwrap();
+    let policy = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+}
+
+backend_test!(an_exhausted_pool_answers_503_instead_of_hanging, |app| {
+    let _ = &app;
+    let setup = Setup {
+        pool: PoolSettings {
+            max_size: 1,
+            acquire_timeout: Duration::from_millis(200),
+        },
+        ..Setup::default()
+    };
+    let app = TestApp::spawn_with(app.backend, setup).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    // Hold the only connection for longer than the request may wait.
+    let db = app.db.clone();
+    let holder = tokio::task::spawn_blocking(move || {
+        db.run_blocking(|_conn| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (method, path) in [
+        (Method::GET, "/devices".to_owned()),
+        (
+            Method::POST,
+            format!("/devices/{}/untrust", alice.device_id),
+        ),
+    ] {
+        let response = app.call(method, &path, Some(&alice.token), None).await;
+        assert_eq!(response.status, 503, "{path}: {}", response.body);
+        assert_eq!(response.body, error_body("Service temporarily unavailable"));
+    }
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body, error_body("Database unavailable"));
+    holder.await.unwrap().unwrap();
+    // Once the connection is free again, all is well and nothing was untrusted.
+    let device = app
+        .get(&format!("/devices/{}", alice.device_id), &alice.token)
+        .await;
+    assert_eq!(device.status, 200);
+    assert_eq!(
+        device.body["device"]["sessions"].as_array().unwrap().len(),
+        1
+    );
+});
+
+#[tokio::test]
+async fn issuer_and_audience_are_checked_when_configured() {
+    let tokens = TokenKeys::hs256(TEST_SECRET.as_bytes())
+        .unwrap()
+        .with_issuer_and_audience(Some("https://id.example".into()), Some("flashback".into()));
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Setup {
+            tokens,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let alice = app.login("alice", "Laptop", None).await;
+    assert_eq!(
+        app.get("/devices", &alice.token).await.status,
+        200,
+        "iss and aud set by the signer"
+    );
+    let now = chrono::Utc::now().timestamp();
+    let base = json!({"sub": "alice", "sid": alice.session_id, "iat": now, "exp": now + 60});
+    let mut cases = Vec::new();
+    cases.push(("no iss, no aud", base.clone()));
+    let mut wrong_iss = base.clone();
+    wrong_iss["iss"] = json!("https://evil.example");
+    wrong_iss["aud"] = json!("flashback");
+    cases.push(("wrong iss", wrong_iss));
+    let mut wrong_aud = base.clone();
+    wrong_aud["iss"] = json!("https://id.example");
+    wrong_aud["aud"] = json!("other");
+    cases.push(("wrong aud", wrong_aud));
+    for (name, claims) in cases {
+        let token = hs256(claims, TEST_SECRET.as_bytes());
+        let response = app.call(Method::GET, "/devices", Some(&token), None).await;
+        assert_eq!(response.status, 401, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn public_key_mode_refuses_hs256_and_algorithm_confusion() {
+    let tokens =
+        TokenKeys::public_key(PUBLIC_PEM.as_bytes(), Some(PRIVATE_PEM.as_bytes())).unwrap();
+    assert_eq!(tokens.algorithm(), jsonwebtoken::Algorithm::EdDSA);
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Setup {
+            tokens,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let alice = app.login("alice", "Laptop", None).await;
+    assert_eq!(
+        app.get("/devices", &alice.token).await.status,
+        200,
+        "EdDSA token from the private key"
+    );
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": "alice", "sid": alice.session_id, "iat": now, "exp": now + 60});
+    for (name, secret) in [
+        (
+            "HS256 signed with the public key text",
+            PUBLIC_PEM.as_bytes(),
+        ),
+        ("HS256 with a shared secret", TEST_SECRET.as_bytes()),
+    ] {
+        let token = hs256(claims.clone(), secret);
+        let response = app.call(Method::GET, "/devices", Some(&token), None).await;
+        assert_eq!(response.status, 401, "{name}");
+        assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+    }
+    let verify_only = TokenKeys::public_key(PUBLIC_PEM.as_bytes(), None).unwrap();
+    assert!(
+        verify_only.sign("alice", "s", chrono::Utc::now()).is_err(),
+        "no private key, no signing"
+    );
+}
+
+backend_test!(a_token_not_yet_valid_is_refused, |app| {
+    let alice = app.login("alice", "Laptop", None).await;
+    let now = chrono::Utc::now().timestamp();
+    let early = hs256(
+        json!({"sub": "alice", "sid": alice.session_id, "iat": now, "nbf": now + 120, "exp": now + 600}),
+        TEST_SECRET.as_bytes(),
+    );
+    assert_eq!(
+        app.call(Method::GET, "/devices", Some(&early), None)
+            .await
+            .status,
+        401
+    );
+    let within_leeway = hs256(
+        json!({"sub": "alice", "sid": alice.session_id, "iat": now, "nbf": now + 2, "exp": now + 600}),
+        TEST_SECRET.as_bytes(),
+    );
+    assert_eq!(
+        app.call(Method::GET, "/devices", Some(&within_leeway), None)
+            .await
+            .status,
+        200
+    );
+    let expired_beyond_leeway = hs256(
+        json!({"sub": "alice", "sid": alice.session_id, "iat": now - 60, "exp": now - 10}),
+        TEST_SECRET.as_bytes(),
+    );
+    assert_eq!(
+        app.call(Method::GET, "/devices", Some(&expired_beyond_leeway), None)
+            .await
+            .status,
+        401
+    );
+});
+
+#[test]
+fn tokens_and_secrets_never_reach_the_logs() {
+    use std::{
+        io::Read,
+        process::{Command, Stdio},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let binary = env!("CARGO_BIN_EXE_flashback-devices");
+    let create = Command::new(binary)
+        .args([
+            "session",
+            "create",
+            "--user",
+            "alice",
+            "--device-name",
+            "Laptop",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("JWT_SECRET", TEST_SECRET)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(create.status.success());
+    let issued: serde_json::Value = serde_json::from_slice(&create.stdout).unwrap();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut server = Command::new(binary)
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("JWT_SECRET", TEST_SECRET)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client.get(format!("{base}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let bad = format!("{token}x");
+        for value in [token.as_str(), bad.as_str()] {
+            let response = client
+                .get(format!("{base}/devices"))
+                .bearer_auth(value)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().as_u16() == 200 || response.status().as_u16() == 401);
+        }
+        client
+            .post(format!("{base}/devices/trust"))
+            .bearer_auth(&token)
+            .body("{bad json")
+            .send()
+            .await
+            .unwrap();
+        client
+            .post(format!("{base}/sessions/revoke-all"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        client
+            .get(format!("{base}/sessions"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+    });
+    unsafe_kill(server.id());
+    server.wait().unwrap();
+    let mut logs = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("/devices"),
+        "the request log is there: {logs}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature), "a token reached the logs");
+    assert!(!logs.contains(TEST_SECRET), "the secret reached the logs");
+    assert!(
+        !logs.to_ascii_lowercase().contains("bearer ey"),
+        "an Authorization header reached the logs"
+    );
+}
+
+/// SIGTERM, the way an orchestrator stops the server.
+fn unsafe_kill(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+}

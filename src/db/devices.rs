@@ -131,20 +131,20 @@ pub fn untrust(
     Ok(true)
 }
 
-/// Deletes the caller's device; its sessions go with it (ON DELETE CASCADE,
-/// and explicitly, so the outcome does not hang on the foreign-key pragma).
+/// Deletes the caller's device, and its sessions with it (ON DELETE
+/// CASCADE; the explicit delete after it keeps that true should the
+/// foreign-key pragma ever be off). Device row first, then sessions: the lock
+/// order of every write, so concurrent transactions cannot deadlock.
 /// Returns false when the caller has no such device.
 pub fn delete(conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<bool, Error> {
-    let owned = devices::table
-        .filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id)))
-        .select(devices::id)
-        .first::<String>(conn)
-        .optional()?;
-    if owned.is_none() {
+    let deleted = diesel::delete(
+        devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
+    )
+    .execute(conn)?;
+    if deleted == 0 {
         return Ok(false);
     }
     diesel::delete(sessions::table.filter(sessions::device_id.eq(device_id))).execute(conn)?;
-    diesel::delete(devices::table.filter(devices::id.eq(device_id))).execute(conn)?;
     Ok(true)
 }
 

@@ -196,11 +196,6 @@ pub enum OpenError {
     },
     #[error("cannot run the migrations on {url}: {message}")]
     Migrate { url: DatabaseUrl, message: String },
-    #[error("cannot create the connection pool for {url}: {source}")]
-    Pool {
-        url: DatabaseUrl,
-        source: r2d2::Error,
-    },
 }
 
 impl Db {
@@ -221,11 +216,9 @@ impl Db {
             .max_size(settings.max_size)
             .min_idle(Some(settings.max_size.min(2)))
             .connection_timeout(settings.acquire_timeout)
-            .build(ConnectionManager { url: url.clone() })
-            .map_err(|source| OpenError::Pool {
-                url: url.clone(),
-                source,
-            })?;
+            // The first connection above proved the database answers; the pool
+            // fills in the background rather than failing start-up on a slow connect.
+            .build_unchecked(ConnectionManager { url: url.clone() });
         Ok(Self { pool, url })
     }
 
@@ -251,12 +244,27 @@ impl Db {
     }
 
     /// Like [`Db::run`], inside a write transaction (see [`write_transaction`]).
+    /// A transaction PostgreSQL aborted as a deadlock victim or a
+    /// serialization failure is retried: nothing of it was applied.
     pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
-        F: FnOnce(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
+        F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |conn| write_transaction(conn, work)).await
+        const ATTEMPTS: usize = 3;
+        self.run(move |conn| {
+            let mut attempt = 1;
+            loop {
+                match write_transaction(conn, &work) {
+                    Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                        log::info!("retrying a write transaction (attempt {attempt}): {error}");
+                        attempt += 1;
+                    }
+                    outcome => return outcome,
+                }
+            }
+        })
+        .await
     }
 
     /// Blocking variant for the CLI and start-up, which run outside actix.
@@ -269,6 +277,16 @@ impl Db {
             .get()
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         work(&mut conn).map_err(DbError::classify)
+    }
+}
+
+/// Deadlock victims (SQLSTATE 40P01, which Diesel does not name) and
+/// serialization failures (40001).
+fn is_transient(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
     }
 }
 

@@ -11,6 +11,24 @@ use super::{
     AnyConnection,
 };
 
+/// The filter "active at `now`": not revoked and not expired.
+#[diesel::dsl::auto_type]
+fn active_at(now: NaiveDateTime) -> _ {
+    sessions::revoked_at
+        .is_null()
+        .and(sessions::expires_at.gt(now))
+}
+
+/// The filter "`session_id`, owned by `user_id` and active at `now`".
+#[diesel::dsl::auto_type]
+fn owned_active<'a>(user_id: &'a str, session_id: &'a str, now: NaiveDateTime) -> _ {
+    let active: active_at = active_at(now);
+    sessions::id
+        .eq(session_id)
+        .and(sessions::user_id.eq(user_id))
+        .and(active)
+}
+
 /// Whether `session_id` is an active session of `user_id`: the check behind
 /// every authenticated request.
 pub fn is_active(
@@ -20,13 +38,7 @@ pub fn is_active(
     now: NaiveDateTime,
 ) -> Result<bool, Error> {
     diesel::select(diesel::dsl::exists(
-        sessions::table.filter(
-            sessions::id
-                .eq(session_id)
-                .and(sessions::user_id.eq(user_id))
-                .and(sessions::revoked_at.is_null())
-                .and(sessions::expires_at.gt(now)),
-        ),
+        sessions::table.filter(owned_active(user_id, session_id, now)),
     ))
     .get_result(conn)
 }
@@ -38,12 +50,7 @@ pub fn list_active_for_user(
 ) -> Result<Vec<SessionWithDevice>, Error> {
     sessions::table
         .inner_join(devices::table)
-        .filter(
-            sessions::user_id
-                .eq(user_id)
-                .and(sessions::revoked_at.is_null())
-                .and(sessions::expires_at.gt(now)),
-        )
+        .filter(sessions::user_id.eq(user_id).and(active_at(now)))
         .order((sessions::last_activity.desc(), sessions::id))
         .select((SessionRow::as_select(), devices::device_name))
         .load(conn)
@@ -55,12 +62,7 @@ pub fn list_active_for_device(
     now: NaiveDateTime,
 ) -> Result<Vec<SessionRow>, Error> {
     sessions::table
-        .filter(
-            sessions::device_id
-                .eq(device_id)
-                .and(sessions::revoked_at.is_null())
-                .and(sessions::expires_at.gt(now)),
-        )
+        .filter(sessions::device_id.eq(device_id).and(active_at(now)))
         .order((sessions::last_activity.desc(), sessions::id))
         .select(SessionRow::as_select())
         .load(conn)
@@ -81,17 +83,9 @@ pub fn revoke(
     session_id: &str,
     now: NaiveDateTime,
 ) -> Result<bool, Error> {
-    let updated = diesel::update(
-        sessions::table.filter(
-            sessions::id
-                .eq(session_id)
-                .and(sessions::user_id.eq(user_id))
-                .and(sessions::revoked_at.is_null())
-                .and(sessions::expires_at.gt(now)),
-        ),
-    )
-    .set(sessions::revoked_at.eq(Some(now)))
-    .execute(conn)?;
+    let updated = diesel::update(sessions::table.filter(owned_active(user_id, session_id, now)))
+        .set(sessions::revoked_at.eq(Some(now)))
+        .execute(conn)?;
     Ok(updated > 0)
 }
 
@@ -112,8 +106,9 @@ pub fn revoke_all(
     .execute(conn)
 }
 
-/// Records activity on an active session of the caller and moves its expiry
-/// to `new_expiry`. Returns false when there is no such active session.
+/// Records activity on an active session of the caller (and its device) and
+/// moves its expiry to `new_expiry`. Must run inside a write transaction.
+/// Returns false when there is no such active session.
 pub fn heartbeat(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -121,19 +116,19 @@ pub fn heartbeat(
     now: NaiveDateTime,
     new_expiry: NaiveDateTime,
 ) -> Result<bool, Error> {
-    let updated = diesel::update(
-        sessions::table.filter(
-            sessions::id
-                .eq(session_id)
-                .and(sessions::user_id.eq(user_id))
-                .and(sessions::revoked_at.is_null())
-                .and(sessions::expires_at.gt(now)),
-        ),
-    )
-    .set((
-        sessions::last_activity.eq(now),
-        sessions::expires_at.eq(new_expiry),
-    ))
-    .execute(conn)?;
+    // Device first, then session: the order untrust and delete lock rows in,
+    // so concurrent transactions cannot deadlock on PostgreSQL.
+    let device_of_session = sessions::table
+        .filter(owned_active(user_id, session_id, now))
+        .select(sessions::device_id);
+    diesel::update(devices::table.filter(devices::id.eq_any(device_of_session)))
+        .set(devices::last_seen.eq(now))
+        .execute(conn)?;
+    let updated = diesel::update(sessions::table.filter(owned_active(user_id, session_id, now)))
+        .set((
+            sessions::last_activity.eq(now),
+            sessions::expires_at.eq(new_expiry),
+        ))
+        .execute(conn)?;
     Ok(updated > 0)
 }

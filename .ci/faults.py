@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Fault drills against the release binary (issue: hardening, faults and durability).
+
+1. outage:   PostgreSQL stops under load -> 503 JSON (never another 5xx), /readyz 503,
+             no crash; PostgreSQL starts again -> the server recovers by itself.
+2. crash:    kill -9 while untrusts are being acknowledged (SQLite and PostgreSQL);
+             after a restart every acknowledged untrust is still in effect.
+3. shutdown: SIGTERM while requests are in flight -> they complete, exit code 0.
+
+Loopback only; every loop is bounded in count and time. Prints figures; exits 1 on any failure.
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+BINARY = os.path.abspath("target/release/flashback-devices")
+SECRET = "faults-secret-0123456789abcdef0123456789abcdef"
+PG_ADMIN = "postgres://postgres@127.0.0.1:5432/test"
+PG_VERSION = sorted(os.listdir("/etc/postgresql"))[0] if os.path.isdir("/etc/postgresql") else None
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print("FAIL:", message, flush=True)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(database_url, port):
+    env = dict(os.environ)
+    env.update(DATABASE_URL=database_url, JWT_SECRET=SECRET, BIND_ADDR=f"127.0.0.1:{port}",
+               RATE_LIMIT_RPS="0", RUST_LOG="warn", DB_POOL_TIMEOUT_MS="500")
+    return env
+
+
+def request(port, method, path, token=None, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        conn.request(method, path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = body
+        return response.status, parsed
+    finally:
+        conn.close()
+
+
+def start_server(database_url, port):
+    process = subprocess.Popen([BINARY, "serve"], env=env_for(database_url, port),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if request(port, "GET", "/readyz", timeout=1)[0] == 200:
+                return process
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.stderr.read().decode()}")
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit("server did not become ready")
+
+
+def session_create(database_url, user, fingerprint):
+    out = subprocess.run([BINARY, "session", "create", "--user", user, "--device-name", fingerprint,
+                          "--fingerprint", fingerprint], env=env_for(database_url, 0),
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def create_pg_database():
+    name = "fd_faults_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    return name, f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(name):
+    subprocess.run(["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False)
+
+
+def pg_ctl(action):
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main", action]
+                   + (["-m", "fast"] if action == "stop" else []), check=True)
+
+
+def pg_ready():
+    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0
+
+
+def drill_outage():
+    print("\n== outage: PostgreSQL stops under load, then comes back", flush=True)
+    name, url = create_pg_database()
+    port = free_port()
+    server = None
+    try:
+        subprocess.run([BINARY, "migrate"], env=env_for(url, port), check=True, capture_output=True)
+        caller = session_create(url, "alice", "fp-caller")
+        server = start_server(url, port)
+        stop = threading.Event()
+        statuses = {}
+        bad = []
+        lock = threading.Lock()
+
+        def load():
+            while not stop.is_set():
+                for method, path in (("GET", "/devices"), ("GET", "/sessions"), ("GET", "/readyz")):
+                    try:
+                        status, body = request(port, method, path, caller["token"], timeout=10)
+                    except OSError as error:
+                        with lock:
+                            bad.append(f"{method} {path}: {error}")
+                        continue
+                    with lock:
+                        statuses[status] = statuses.get(status, 0) + 1
+                        if status >= 500 and status != 503:
+                            bad.append(f"{method} {path}: {status} {body}")
+                        if status >= 400 and not (isinstance(body, dict) and body.get("success") is False):
+                            bad.append(f"{method} {path}: {status} body not the JSON shape: {body!r}")
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        pg_ctl("stop")
+        outage_start = time.time()
+        saw_503 = saw_ready_503 = False
+        while time.time() - outage_start < 8:
+            status, body = request(port, "GET", "/devices", caller["token"], timeout=10)
+            saw_503 |= status == 503 and body == {"success": False, "error": "Service temporarily unavailable"}
+            saw_ready_503 |= request(port, "GET", "/readyz", timeout=10)[0] == 503
+            if saw_503 and saw_ready_503 and time.time() - outage_start > 3:
+                break
+            time.sleep(0.2)
+        check(saw_503, "no 503 JSON while PostgreSQL was down")
+        check(saw_ready_503, "/readyz did not report 503 while PostgreSQL was down")
+        check(server.poll() is None, "the server died during the outage")
+        pg_ctl("start")
+        restarted = time.time()
+        recovered_after = None
+        while time.time() - restarted < 30:
+            if request(port, "GET", "/readyz", timeout=10)[0] == 200 and \
+                    request(port, "GET", "/devices", caller["token"], timeout=10)[0] == 200:
+                recovered_after = time.time() - restarted
+                break
+            time.sleep(0.1)
+        stop.set()
+        for t in threads:
+            t.join()
+        check(recovered_after is not None, "the server did not recover within 30 s of PostgreSQL's restart")
+        check(not bad, f"{len(bad)} bad answers during the outage, e.g. {bad[:3]}")
+        print(f"outage: statuses under load {dict(sorted(statuses.items()))}; "
+              f"recovered {recovered_after:.2f} s after PostgreSQL was back" if recovered_after is not None
+              else f"outage: statuses {statuses}", flush=True)
+    finally:
+        if not pg_ready():
+            pg_ctl("start")
+            for _ in range(50):
+                if pg_ready():
+                    break
+                time.sleep(0.2)
+        if server:
+            server.kill()
+            server.wait()
+        drop_pg_database(name)
+
+
+def drill_crash(backend):
+    print(f"\n== crash ({backend}): kill -9 while untrusts are acknowledged", flush=True)
+    scratch = tempfile.mkdtemp()
+    if backend == "sqlite":
+        name, url = None, f"sqlite://{scratch}/crash.db"
+    else:
+        name, url = create_pg_database()
+    port = free_port()
+    server = None
+    try:
+        subprocess.run([BINARY, "migrate"], env=env_for(url, port), check=True, capture_output=True)
+        caller = session_create(url, "alice", "fp-caller")
+        targets = [session_create(url, "alice", f"fp-target-{i}") for i in range(120)]
+        server = start_server(url, port)
+        acknowledged = []
+        lock = threading.Lock()
+        queue = list(targets)
+
+        def untrust_loop():
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    target = queue.pop()
+                try:
+                    status, _ = request(port, "POST", f"/devices/{target['deviceId']}/untrust", caller["token"])
+                except OSError:
+                    continue  # the server was killed mid-request: not acknowledged
+                if status == 200:
+                    with lock:
+                        acknowledged.append(target)
+
+        threads = [threading.Thread(target=untrust_loop) for _ in range(8)]
+        for t in threads:
+            t.start()
+        while len(acknowledged) < 40 and any(t.is_alive() for t in threads):
+            time.sleep(0.005)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        for t in threads:
+            t.join()
+        server = start_server(url, port)
+        lost = 0
+        for target in acknowledged:
+            status, body = request(port, "GET", f"/devices/{target['deviceId']}", caller["token"])
+            device = body.get("device", {}) if isinstance(body, dict) else {}
+            if status != 200 or device.get("isTrusted") is not False or device.get("sessions") != []:
+                lost += 1
+            if request(port, "GET", "/devices", target["token"])[0] != 401:
+                lost += 1
+        check(lost == 0, f"{lost} acknowledged untrusts were lost after kill -9 ({backend})")
+        check(len(acknowledged) > 0, "no untrust was acknowledged before the kill")
+        print(f"crash ({backend}): {len(acknowledged)} untrusts acknowledged before kill -9, "
+              f"{len(targets) - len(acknowledged) - len(queue)} in flight or after; restarted; lost {lost}", flush=True)
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        if name:
+            drop_pg_database(name)
+
+
+def drill_shutdown():
+    print("\n== shutdown: SIGTERM with requests in flight", flush=True)
+    scratch = tempfile.mkdtemp()
+    url = f"sqlite://{scratch}/shutdown.db"
+    port = free_port()
+    subprocess.run([BINARY, "migrate"], env=env_for(url, port), check=True, capture_output=True)
+    caller = session_create(url, "alice", "fp-caller")
+    targets = [session_create(url, "alice", f"fp-t-{i}") for i in range(64)]
+    server = start_server(url, port)
+    results = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(targets) + 1)
+
+    def untrust(target):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.connect()
+        barrier.wait()
+        try:
+            conn.request("POST", f"/devices/{target['deviceId']}/untrust",
+                         headers={"Authorization": f"Bearer {caller['token']}"})
+            response = conn.getresponse()
+            response.read()
+            outcome = response.status
+        except OSError as error:
+            outcome = f"error: {error}"
+        with lock:
+            results.append((target, outcome))
+
+    threads = [threading.Thread(target=untrust, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    time.sleep(0.002)
+    server.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join()
+    code = server.wait(timeout=40)
+    completed = sum(1 for _, outcome in results if outcome == 200)
+    broken = [outcome for _, outcome in results if outcome != 200]
+    check(code == 0, f"exit code {code} after SIGTERM")
+    check(not broken, f"{len(broken)} in-flight requests did not complete: {broken[:3]}")
+    server = start_server(url, port)
+    try:
+        lost = sum(1 for target, outcome in results if outcome == 200 and
+                   request(port, "GET", f"/devices/{target['deviceId']}", caller["token"])[1]["device"]["isTrusted"])
+        check(lost == 0, f"{lost} untrusts acknowledged during shutdown were lost")
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"shutdown: {completed}/{len(targets)} in-flight untrusts completed with 200, exit code {code}", flush=True)
+
+
+def main():
+    if not os.path.exists(BINARY):
+        raise SystemExit(f"{BINARY} is missing: cargo build --release first")
+    drill_crash("sqlite")
+    drill_crash("postgres")
+    drill_shutdown()
+    drill_outage()
+    print(f"\nfaults: {3 + 1} drills, {len(failures)} failure(s)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

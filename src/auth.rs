@@ -4,13 +4,19 @@
 //! revoking a session (directly, by untrust, delete or revoke-all) takes
 //! effect on the very next request.
 
+use std::future::{ready, Ready};
+
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use chrono::{DateTime, Utc};
-use futures_util::future::LocalBoxFuture;
+use diesel::result::Error as DieselError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::{api::error::ApiError, db, state::AppState};
+use crate::{
+    api::error::ApiError,
+    db::{self, AnyConnection, Db, DbError},
+    state::AppState,
+};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC output.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -192,10 +198,89 @@ pub enum SignError {
 }
 
 /// The authenticated caller of a request: a user and their active session.
+/// Only [`Bearer::run`] and [`Bearer::write`] make one, after checking the
+/// session in the same database call as the operation's own work.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Caller {
     pub user_id: String,
     pub session_id: String,
+}
+
+/// A bearer token whose signature and claims hold; its session is not
+/// checked yet. The caller's identity is reachable only through
+/// [`Bearer::run`] / [`Bearer::write`], which check the session first, so no
+/// handler can act on a revoked session, and each request makes one trip to
+/// the database instead of two.
+pub struct Bearer {
+    claims: Claims,
+}
+
+/// Why an authenticated database call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The token's session is revoked, expired, unknown or not the user's (401).
+    #[error("session {session_id} of user {user_id} is revoked, expired or unknown")]
+    SessionInactive { user_id: String, session_id: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The public message of a 401 for a well-formed token whose session is over.
+pub const SESSION_INACTIVE: &str = "Session is no longer active";
+
+impl Bearer {
+    /// Checks the session, then runs `work` as the caller, on one connection.
+    pub async fn run<T, F>(self, db: &Db, work: F) -> Result<T, CallError>
+    where
+        F: FnOnce(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let claims = self.claims;
+        let outcome = db
+            .run(move |conn| match authenticate(conn, claims)? {
+                Ok(caller) => work(conn, &caller).map(Ok),
+                Err(inactive) => Ok(Err(inactive)),
+            })
+            .await?;
+        outcome
+    }
+
+    /// Like [`Bearer::run`], in a write transaction that also holds the
+    /// session check, so a revocation cannot slip in between the two.
+    pub async fn write<T, F>(self, db: &Db, work: F) -> Result<T, CallError>
+    where
+        F: Fn(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let claims = self.claims;
+        let outcome = db
+            .write(move |conn| match authenticate(conn, claims.clone())? {
+                Ok(caller) => work(conn, &caller).map(Ok),
+                Err(inactive) => Ok(Err(inactive)),
+            })
+            .await?;
+        outcome
+    }
+}
+
+/// The session check behind every authenticated request.
+fn authenticate(
+    conn: &mut AnyConnection,
+    claims: Claims,
+) -> Result<Result<Caller, CallError>, DieselError> {
+    let active = db::sessions::is_active(conn, &claims.sub, &claims.sid, db::now())?;
+    Ok(if active {
+        Ok(Caller {
+            user_id: claims.sub,
+            session_id: claims.sid,
+        })
+    } else {
+        Err(CallError::SessionInactive {
+            user_id: claims.sub,
+            session_id: claims.sid,
+        })
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` header, refusing anything
@@ -233,48 +318,21 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-impl FromRequest for Caller {
+impl FromRequest for Bearer {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let state = request.app_data::<web::Data<AppState>>().cloned();
-        let claims = bearer_token(request).and_then(|token| {
-            let state = state
-                .as_ref()
+        ready(bearer_token(request).and_then(|token| {
+            let state = request
+                .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| ApiError::internal("AppState is not registered"))?;
             // The reason goes to the log (it names the failed check, never the token).
-            state
+            let claims = state
                 .tokens
                 .verify(token)
-                .map_err(|e| ApiError::unauthorized(REJECTED, format!("token refused: {e}")))
-        });
-        Box::pin(async move {
-            let claims = claims?;
-            let state = state.ok_or_else(|| ApiError::internal("AppState is not registered"))?;
-            let (user_id, session_id) = (claims.sub, claims.sid);
-            let active = {
-                let (user_id, session_id) = (user_id.clone(), session_id.clone());
-                state
-                    .db
-                    .run(move |conn| {
-                        db::sessions::is_active(conn, &user_id, &session_id, db::now())
-                    })
-                    .await
-                    .map_err(ApiError::from_db)?
-            };
-            if !active {
-                return Err(ApiError::unauthorized(
-                    "Session is no longer active",
-                    format!(
-                        "session {session_id} of user {user_id} is revoked, expired or unknown"
-                    ),
-                ));
-            }
-            Ok(Caller {
-                user_id,
-                session_id,
-            })
-        })
+                .map_err(|e| ApiError::unauthorized(REJECTED, format!("token refused: {e}")))?;
+            Ok(Bearer { claims })
+        }))
     }
 }

@@ -4,7 +4,7 @@ use actix_web::{delete, get, post, web};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use super::{
-    error::db_failure,
+    error::failure,
     extract::{IdPath, ValidatedJson},
     types::{
         responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse, DeviceSession,
@@ -13,7 +13,7 @@ use super::{
     },
 };
 use crate::{
-    auth::Caller,
+    auth::Bearer,
     db::{
         self,
         models::{DeviceRow, SessionRow},
@@ -104,24 +104,19 @@ fn device_not_found() -> ErrorResponse {
     )
 )]
 #[get("/devices")]
-pub async fn list_devices(caller: Caller, state: web::Data<AppState>) -> responses::ListDevices {
+pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> responses::ListDevices {
     let now = db::now();
-    match state
-        .db
-        .run(move |conn| db::devices::list_for_user(conn, &caller.user_id))
+    match bearer
+        .run(&state.db, move |conn, caller| {
+            db::devices::list_for_user(conn, &caller.user_id)
+        })
         .await
     {
         Ok(rows) => responses::ListDevices::Ok(DeviceListResponse {
             success: true,
             devices: rows.into_iter().map(|row| device(row, now)).collect(),
         }),
-        Err(e) => db_failure(
-            "listDevices",
-            e,
-            responses::ListDevices::InternalServerError,
-            responses::ListDevices::ServiceUnavailable,
-            "Failed to retrieve devices",
-        ),
+        Err(e) => failure("listDevices", e, "Failed to retrieve devices"),
     }
 }
 
@@ -143,15 +138,16 @@ pub async fn list_devices(caller: Caller, state: web::Data<AppState>) -> respons
 )]
 #[post("/devices/trust")]
 pub async fn trust_device(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
     body: ValidatedJson<TrustDeviceRequest>,
 ) -> responses::TrustDevice {
     let until = db::now() + state.policy.trust_period;
     let fingerprint = body.0.fingerprint;
-    let outcome = state
-        .db
-        .write(move |conn| db::devices::trust(conn, &caller.user_id, &fingerprint, until))
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
+            db::devices::trust(conn, &caller.user_id, &fingerprint, until)
+        })
         .await;
     match outcome {
         Ok(true) => responses::TrustDevice::Ok(TrustDeviceResponse {
@@ -160,13 +156,7 @@ pub async fn trust_device(
             trust_expires_at: utc(until),
         }),
         Ok(false) => responses::TrustDevice::NotFound(device_not_found()),
-        Err(e) => db_failure(
-            "trustDevice",
-            e,
-            responses::TrustDevice::InternalServerError,
-            responses::TrustDevice::ServiceUnavailable,
-            "Failed to trust device",
-        ),
+        Err(e) => failure("trustDevice", e, "Failed to trust device"),
     }
 }
 
@@ -188,15 +178,14 @@ pub async fn trust_device(
 )]
 #[get("/devices/{id}")]
 pub async fn get_device(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
     path: web::Path<IdPath>,
 ) -> responses::GetDevice {
     let device_id = path.into_inner().id.into_inner();
     let now = db::now();
-    let outcome = state
-        .db
-        .run(move |conn| {
+    let outcome = bearer
+        .run(&state.db, move |conn, caller| {
             let Some(row) = db::devices::find_for_user(conn, &caller.user_id, &device_id)? else {
                 return Ok(None);
             };
@@ -210,13 +199,7 @@ pub async fn get_device(
             device: device_details(row, sessions, now),
         }),
         Ok(None) => responses::GetDevice::NotFound(device_not_found()),
-        Err(e) => db_failure(
-            "getDevice",
-            e,
-            responses::GetDevice::InternalServerError,
-            responses::GetDevice::ServiceUnavailable,
-            "Failed to retrieve device details",
-        ),
+        Err(e) => failure("getDevice", e, "Failed to retrieve device details"),
     }
 }
 
@@ -238,27 +221,22 @@ pub async fn get_device(
 )]
 #[post("/devices/{id}/untrust")]
 pub async fn untrust_device(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
     path: web::Path<IdPath>,
 ) -> responses::UntrustDevice {
     let device_id = path.into_inner().id.into_inner();
-    let outcome = state
-        .db
-        .write(move |conn| db::devices::untrust(conn, &caller.user_id, &device_id, db::now()))
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
+            db::devices::untrust(conn, &caller.user_id, &device_id, db::now())
+        })
         .await;
     match outcome {
         Ok(true) => {
             responses::UntrustDevice::Ok(MessageResponse::new("Device untrusted successfully"))
         }
         Ok(false) => responses::UntrustDevice::NotFound(device_not_found()),
-        Err(e) => db_failure(
-            "untrustDevice",
-            e,
-            responses::UntrustDevice::InternalServerError,
-            responses::UntrustDevice::ServiceUnavailable,
-            "Failed to untrust device",
-        ),
+        Err(e) => failure("untrustDevice", e, "Failed to untrust device"),
     }
 }
 
@@ -280,26 +258,21 @@ pub async fn untrust_device(
 )]
 #[delete("/devices/{id}")]
 pub async fn delete_device(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
     path: web::Path<IdPath>,
 ) -> responses::DeleteDevice {
     let device_id = path.into_inner().id.into_inner();
-    let outcome = state
-        .db
-        .write(move |conn| db::devices::delete(conn, &caller.user_id, &device_id))
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
+            db::devices::delete(conn, &caller.user_id, &device_id)
+        })
         .await;
     match outcome {
         Ok(true) => {
             responses::DeleteDevice::Ok(MessageResponse::new("Device removed successfully"))
         }
         Ok(false) => responses::DeleteDevice::NotFound(device_not_found()),
-        Err(e) => db_failure(
-            "deleteDevice",
-            e,
-            responses::DeleteDevice::InternalServerError,
-            responses::DeleteDevice::ServiceUnavailable,
-            "Failed to remove device",
-        ),
+        Err(e) => failure("deleteDevice", e, "Failed to remove device"),
     }
 }

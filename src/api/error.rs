@@ -9,8 +9,11 @@ use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
 };
 
-use super::types::ErrorResponse;
-use crate::db::DbError;
+use super::types::{ErrorResponse, StandardFailures};
+use crate::{
+    auth::{CallError, SESSION_INACTIVE},
+    db::DbError,
+};
 
 /// The public message of every 503.
 pub const UNAVAILABLE: &str = "Service temporarily unavailable";
@@ -63,13 +66,6 @@ impl ApiError {
         }
     }
 
-    pub fn from_db(error: DbError) -> Self {
-        match error {
-            DbError::Unavailable(cause) => Self::unavailable(cause),
-            DbError::Query(cause) => Self::internal(cause.to_string()),
-        }
-    }
-
     pub fn public_message(&self) -> &str {
         &self.public
     }
@@ -102,23 +98,23 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Maps a data-access failure to the operation's own 500 or 503 variant,
-/// logging the cause: the handler edge of every operation goes through here.
-pub fn db_failure<R>(
-    operation: &str,
-    error: DbError,
-    internal_error: fn(ErrorResponse) -> R,
-    unavailable: fn(ErrorResponse) -> R,
-    public: &str,
-) -> R {
+/// Maps a failure of an authenticated database call to the operation's own
+/// 401, 500 or 503, logging the cause: the handler edge of every secured
+/// operation goes through here. Only the operation's public message, or the
+/// generic ones, reach the client.
+pub fn failure<R: StandardFailures>(operation: &str, error: CallError, public: &str) -> R {
     match error {
-        DbError::Unavailable(cause) => {
-            log::warn!("{operation}: database unavailable: {cause}");
-            unavailable(ErrorResponse::new(UNAVAILABLE))
+        CallError::SessionInactive { .. } => {
+            log::info!("{operation}: 401: {error}");
+            R::unauthorized(ErrorResponse::new(SESSION_INACTIVE))
         }
-        DbError::Query(cause) => {
+        CallError::Db(DbError::Unavailable(cause)) => {
+            log::warn!("{operation}: database unavailable: {cause}");
+            R::service_unavailable(ErrorResponse::new(UNAVAILABLE))
+        }
+        CallError::Db(DbError::Query(cause)) => {
             log::error!("{operation}: {cause}");
-            internal_error(ErrorResponse::new(public))
+            R::internal_server_error(ErrorResponse::new(public))
         }
     }
 }

@@ -4,7 +4,7 @@ use actix_web::{get, post, web};
 
 use super::{
     devices::utc,
-    error::db_failure,
+    error::failure,
     extract::IdPath,
     types::{
         responses, ErrorResponse, MessageResponse, Session, SessionHeartbeatResponse,
@@ -12,7 +12,7 @@ use super::{
     },
 };
 use crate::{
-    auth::Caller,
+    auth::Bearer,
     db::{self, models::SessionWithDevice},
     state::AppState,
 };
@@ -45,23 +45,18 @@ fn session(listed: SessionWithDevice) -> Session {
     )
 )]
 #[get("/sessions")]
-pub async fn list_sessions(caller: Caller, state: web::Data<AppState>) -> responses::ListSessions {
-    let outcome = state
-        .db
-        .run(move |conn| db::sessions::list_active_for_user(conn, &caller.user_id, db::now()))
+pub async fn list_sessions(bearer: Bearer, state: web::Data<AppState>) -> responses::ListSessions {
+    let outcome = bearer
+        .run(&state.db, move |conn, caller| {
+            db::sessions::list_active_for_user(conn, &caller.user_id, db::now())
+        })
         .await;
     match outcome {
         Ok(rows) => responses::ListSessions::Ok(SessionListResponse {
             success: true,
             sessions: rows.into_iter().map(session).collect(),
         }),
-        Err(e) => db_failure(
-            "listSessions",
-            e,
-            responses::ListSessions::InternalServerError,
-            responses::ListSessions::ServiceUnavailable,
-            "Failed to retrieve sessions",
-        ),
+        Err(e) => failure("listSessions", e, "Failed to retrieve sessions"),
     }
 }
 
@@ -80,24 +75,19 @@ pub async fn list_sessions(caller: Caller, state: web::Data<AppState>) -> respon
 )]
 #[post("/sessions/revoke-all")]
 pub async fn revoke_all_sessions(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
 ) -> responses::RevokeAllSessions {
-    let outcome = state
-        .db
-        .write(move |conn| db::sessions::revoke_all(conn, &caller.user_id, db::now()))
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
+            db::sessions::revoke_all(conn, &caller.user_id, db::now())
+        })
         .await;
     match outcome {
         Ok(_) => responses::RevokeAllSessions::Ok(MessageResponse::new(
             "All sessions revoked successfully",
         )),
-        Err(e) => db_failure(
-            "revokeAllSessions",
-            e,
-            responses::RevokeAllSessions::InternalServerError,
-            responses::RevokeAllSessions::ServiceUnavailable,
-            "Failed to revoke all sessions",
-        ),
+        Err(e) => failure("revokeAllSessions", e, "Failed to revoke all sessions"),
     }
 }
 
@@ -119,27 +109,22 @@ pub async fn revoke_all_sessions(
 )]
 #[post("/sessions/{id}/revoke")]
 pub async fn revoke_session(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
     path: web::Path<IdPath>,
 ) -> responses::RevokeSession {
     let session_id = path.into_inner().id.into_inner();
-    let outcome = state
-        .db
-        .write(move |conn| db::sessions::revoke(conn, &caller.user_id, &session_id, db::now()))
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
+            db::sessions::revoke(conn, &caller.user_id, &session_id, db::now())
+        })
         .await;
     match outcome {
         Ok(true) => {
             responses::RevokeSession::Ok(MessageResponse::new("Session revoked successfully"))
         }
         Ok(false) => responses::RevokeSession::NotFound(ErrorResponse::new("Session not found")),
-        Err(e) => db_failure(
-            "revokeSession",
-            e,
-            responses::RevokeSession::InternalServerError,
-            responses::RevokeSession::ServiceUnavailable,
-            "Failed to revoke session",
-        ),
+        Err(e) => failure("revokeSession", e, "Failed to revoke session"),
     }
 }
 
@@ -161,16 +146,15 @@ pub async fn revoke_session(
 )]
 #[post("/sessions/{id}/heartbeat")]
 pub async fn session_heartbeat(
-    caller: Caller,
+    bearer: Bearer,
     state: web::Data<AppState>,
     path: web::Path<IdPath>,
 ) -> responses::SessionHeartbeat {
     let session_id = path.into_inner().id.into_inner();
     let now = db::now();
     let new_expiry = now + state.policy.session_extension;
-    let outcome = state
-        .db
-        .write(move |conn| {
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
             db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry)
         })
         .await;
@@ -183,12 +167,6 @@ pub async fn session_heartbeat(
         Ok(false) => responses::SessionHeartbeat::NotFound(ErrorResponse::new(
             "Session not found or expired",
         )),
-        Err(e) => db_failure(
-            "sessionHeartbeat",
-            e,
-            responses::SessionHeartbeat::InternalServerError,
-            responses::SessionHeartbeat::ServiceUnavailable,
-            "Failed to update session",
-        ),
+        Err(e) => failure("sessionHeartbeat", e, "Failed to update session"),
     }
 }

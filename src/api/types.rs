@@ -9,6 +9,15 @@ pub trait Validate {
     fn validate(&self) -> Result<(), String>;
 }
 
+/// The failures every secured operation documents (401, 500, 503); the
+/// generator implements it for each response enum that has all three, so the
+/// handler edge can map data-access failures in one place.
+pub trait StandardFailures {
+    fn unauthorized(body: ErrorResponse) -> Self;
+    fn internal_server_error(body: ErrorResponse) -> Self;
+    fn service_unavailable(body: ErrorResponse) -> Self;
+}
+
 /// One operation of the spec, as the router and the contract tests see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OperationSpec {

@@ -406,6 +406,17 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
             );
         }
         out.push_str("            }\n        }\n    }\n\n");
+        let has = |status: u16| {
+            op.responses
+                .iter()
+                .any(|(s, body)| *s == status && body == "ErrorResponse")
+        };
+        if has(401) && has(500) && has(503) {
+            let _ = writeln!(
+                out,
+                "    impl StandardFailures for {name} {{\n        fn unauthorized(body: ErrorResponse) -> Self {{ Self::Unauthorized(body) }}\n        fn internal_server_error(body: ErrorResponse) -> Self {{ Self::InternalServerError(body) }}\n        fn service_unavailable(body: ErrorResponse) -> Self {{ Self::ServiceUnavailable(body) }}\n    }}\n"
+            );
+        }
         let _ = writeln!(out, "    impl actix_web::Responder for {name} {{");
         out.push_str("        type Body = actix_web::body::BoxBody;\n\n");
         out.push_str("        fn respond_to(self, _request: &actix_web::HttpRequest) -> actix_web::HttpResponse {\n");

@@ -491,3 +491,53 @@ fn unsafe_kill(pid: u32) {
         .status()
         .unwrap();
 }
+
+/// Requests whose head actix-http's parser refuses never reach the app; they
+/// still get a 4xx (with an empty body), and the server goes on serving.
+#[tokio::test]
+async fn oversized_or_malformed_request_heads_get_a_4xx() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: 1\r\n")).collect();
+    let heads = [
+        format!(
+            "GET /devices?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "q".repeat(100_000)
+        ),
+        format!("GET /devices HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+        "GARBAGE\r\n\r\n".to_owned(),
+        "GET /devices HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_owned(),
+    ];
+    for head in heads {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let status_line = String::from_utf8_lossy(&answer[..read])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            (400..500).contains(&status),
+            "{}: {status_line}",
+            &head[..head.len().min(40)]
+        );
+    }
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        200
+    );
+}

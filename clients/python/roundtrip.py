@@ -1,0 +1,199 @@
+"""Round trip through the Python client generated from openapi/openapi.yaml.
+
+Lists devices, untrusts a device other than the token's own, lists sessions,
+and checks the typed results (attrs models with no undocumented property,
+enums, timezone-aware datetimes). Exits non-zero on the first failed check.
+
+The generated package `flashback_devices_client` must be importable (put the
+folder that holds it on PYTHONPATH). Environment:
+
+  API_BASE_URL   e.g. http://127.0.0.1:8080 (required)
+  API_TOKEN      a bearer token (required); its own device is never untrusted
+  OWN_DEVICE_ID  the token's own device id (required)
+  TARGET_TOKEN   optional: a token of a session on the device to untrust,
+                 which must be refused (401) afterwards
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from http import HTTPStatus
+
+import attrs
+
+from flashback_devices_client import AuthenticatedClient
+from flashback_devices_client.api.devices import get_device, list_devices, untrust_device
+from flashback_devices_client.api.sessions import list_sessions
+from flashback_devices_client.models import (
+    Device,
+    DeviceDetailsResponse,
+    DeviceListResponse,
+    DeviceType,
+    ErrorResponse,
+    MessageResponse,
+    Session,
+    SessionListResponse,
+    TrustLevel,
+)
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(f"check failed: {message}")
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise CheckFailed(f"{name} must be set")
+    return value
+
+
+def no_extras(model: object, what: str) -> None:
+    """The server sent no property that the spec does not document."""
+    extras = getattr(model, "additional_properties", {})
+    check(not extras, f"{what}: undocumented properties {sorted(extras)}")
+
+
+def is_aware(value: object) -> bool:
+    return isinstance(value, datetime.datetime) and value.tzinfo is not None
+
+
+def client(base_url: str, token: str) -> AuthenticatedClient:
+    return AuthenticatedClient(base_url=base_url, token=token, raise_on_unexpected_status=True)
+
+
+def devices_of(api: AuthenticatedClient) -> list[Device]:
+    response = list_devices.sync_detailed(client=api)
+    check(response.status_code == HTTPStatus.OK, f"listDevices answered {response.status_code}")
+    body = response.parsed
+    check(isinstance(body, DeviceListResponse), f"listDevices parsed as {type(body).__name__}")
+    assert isinstance(body, DeviceListResponse)
+    check(body.success is True, "listDevices success is true")
+    no_extras(body, "listDevices body")
+    for d in body.devices:
+        no_extras(d, f"device {d.id}")
+    return body.devices
+
+
+def sessions_of(api: AuthenticatedClient) -> list[Session]:
+    response = list_sessions.sync_detailed(client=api)
+    check(response.status_code == HTTPStatus.OK, f"listSessions answered {response.status_code}")
+    body = response.parsed
+    check(isinstance(body, SessionListResponse), f"listSessions parsed as {type(body).__name__}")
+    assert isinstance(body, SessionListResponse)
+    no_extras(body, "listSessions body")
+    for s in body.sessions:
+        no_extras(s, f"session {s.id}")
+        check(attrs.has(type(s)) and isinstance(s, Session), "sessions are attrs Session models")
+        check(
+            all(is_aware(t) for t in (s.started_at, s.last_activity, s.expires_at)),
+            f"session {s.id} has timezone-aware datetimes",
+        )
+    return body.sessions
+
+
+def device_details(api: AuthenticatedClient, device_id: str) -> DeviceDetailsResponse:
+    response = get_device.sync_detailed(device_id, client=api)
+    check(response.status_code == HTTPStatus.OK, f"getDevice {device_id} answered {response.status_code}")
+    body = response.parsed
+    check(isinstance(body, DeviceDetailsResponse), f"getDevice parsed as {type(body).__name__}")
+    assert isinstance(body, DeviceDetailsResponse)
+    no_extras(body, "getDevice body")
+    no_extras(body.device, f"device {device_id} details")
+    for s in body.device.sessions:
+        no_extras(s, f"device session {s.id}")
+    return body
+
+
+def main() -> None:
+    base_url = env("API_BASE_URL")
+    own_device_id = env("OWN_DEVICE_ID")
+    api = client(base_url, env("API_TOKEN"))
+
+    # 1. listDevices
+    devices = devices_of(api)
+    check(len(devices) >= 2, f"at least two devices (got {len(devices)})")
+    for d in devices:
+        check(attrs.has(type(d)) and isinstance(d, Device), "devices are attrs Device models")
+        check(isinstance(d.device_type, DeviceType), f"device {d.id} deviceType is a DeviceType")
+        check(isinstance(d.trust_level, TrustLevel), f"device {d.id} trustLevel is a TrustLevel")
+        check(is_aware(d.last_seen) and is_aware(d.created_at), f"device {d.id} has aware datetimes")
+        check(
+            d.trust_expires_at is None or is_aware(d.trust_expires_at),
+            f"device {d.id} trustExpiresAt is None or a datetime (got {d.trust_expires_at!r})",
+        )
+    check(any(d.id == own_device_id for d in devices), "the token's own device is listed")
+    others = [d for d in devices if d.id != own_device_id]
+    target = next((d for d in others if d.is_trusted), others[0] if others else None)
+    check(target is not None, "a device other than the token's own")
+    assert target is not None
+    print(
+        f"listDevices: {len(devices)} devices; untrusting {target.device_name!r} "
+        f"({target.id}, isTrusted={target.is_trusted}, trustLevel={target.trust_level.value})"
+    )
+
+    before = device_details(api, target.id).device
+    target_session_ids = {s.id for s in before.sessions}
+    check(bool(target_session_ids), "the target device has an active session before untrust")
+    check(
+        target_session_ids <= {s.id for s in sessions_of(api)},
+        "the target's sessions are listed before untrust",
+    )
+
+    # 2. untrustDevice
+    response = untrust_device.sync_detailed(target.id, client=api)
+    check(response.status_code == HTTPStatus.OK, f"untrustDevice answered {response.status_code}")
+    result = response.parsed
+    check(isinstance(result, MessageResponse), f"untrustDevice parsed as {type(result).__name__}")
+    assert isinstance(result, MessageResponse)
+    check(result.success is True, "untrustDevice success is true")
+    no_extras(result, "untrustDevice body")
+    check(result.message == "Device untrusted successfully", f"untrustDevice message: {result.message!r}")
+    print(f"untrustDevice: {result.to_dict()}")
+
+    # 3. listSessions: the target's sessions are gone, the caller's own remains.
+    active = sessions_of(api)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    check(all(s.expires_at > now for s in active), "every listed session is unexpired")
+    left_over = [s.id for s in active if s.id in target_session_ids]
+    check(not left_over, f"the untrusted device's sessions are gone (left: {left_over})")
+    check(bool(active), "the caller's own session is still active")
+    print(f"listSessions: {len(active)} active; none of {len(target_session_ids)} on {target.device_name!r}")
+
+    # 4. The device shows isTrusted false, with no trust expiry and no sessions.
+    after = device_details(api, target.id).device
+    check(after.is_trusted is False, "getDevice: isTrusted is false")
+    check(after.trust_expires_at is None, f"getDevice: trustExpiresAt is None (got {after.trust_expires_at!r})")
+    check(not after.sessions, "getDevice: no active session")
+    check(isinstance(after.trust_level, TrustLevel), "getDevice: trustLevel is a TrustLevel")
+    relisted = next((d for d in devices_of(api) if d.id == target.id), None)
+    check(relisted is not None and relisted.is_trusted is False, "listDevices: the device shows isTrusted false")
+    print(f"getDevice: isTrusted={after.is_trusted} trustLevel={after.trust_level.value} trustExpiresAt={after.trust_expires_at}")
+
+    # 5. A token of the untrusted device is refused, with the typed error body.
+    target_token = os.environ.get("TARGET_TOKEN", "")
+    if target_token:
+        refused = list_sessions.sync_detailed(client=client(base_url, target_token))
+        check(refused.status_code == HTTPStatus.UNAUTHORIZED, f"the untrusted device's token answered {refused.status_code}")
+        check(isinstance(refused.parsed, ErrorResponse), f"401 parsed as {type(refused.parsed).__name__}")
+        assert isinstance(refused.parsed, ErrorResponse)
+        check(refused.parsed.success is False and bool(refused.parsed.error), "401 carries an ErrorResponse")
+        check(refused.headers.get("WWW-Authenticate", "").startswith("Bearer"), "401 carries WWW-Authenticate: Bearer")
+        print(f"the untrusted device's token: 401 {refused.parsed.to_dict()}")
+
+    print("python roundtrip: OK")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except CheckFailed as failure:
+        print(failure, file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,142 @@
+// Round trip through the typed client generated from openapi/openapi.yaml:
+// list devices, untrust a device other than the token's own, list sessions,
+// and check the typed results. Exits non-zero on the first failed check.
+//
+// Environment:
+//   API_BASE_URL   e.g. http://127.0.0.1:8080 (required)
+//   API_TOKEN      a bearer token (required); its own device is never untrusted
+//   OWN_DEVICE_ID  the token's own device id (required)
+//   TARGET_TOKEN   optional: a token of a session on the device to untrust,
+//                  which must be refused (401) afterwards
+import createClient, { type Middleware } from "openapi-fetch";
+import type { components, paths } from "./generated/api.js";
+
+type Device = components["schemas"]["Device"];
+type DeviceDetails = components["schemas"]["DeviceDetails"];
+type Session = components["schemas"]["Session"];
+type TrustLevel = components["schemas"]["TrustLevel"];
+type ErrorResponse = components["schemas"]["ErrorResponse"];
+
+const TRUST_LEVELS: readonly TrustLevel[] = ["HIGH", "MEDIUM", "LOW", "UNKNOWN"];
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    throw new Error(`${name} must be set`);
+  }
+  return value;
+}
+
+function check(condition: boolean, message: string): asserts condition {
+  if (!condition) {
+    throw new Error(`check failed: ${message}`);
+  }
+}
+
+function isDateTime(value: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value) && !Number.isNaN(Date.parse(value));
+}
+
+function bearer(token: string): Middleware {
+  return {
+    onRequest({ request }) {
+      request.headers.set("Authorization", `Bearer ${token}`);
+      return request;
+    },
+  };
+}
+
+function client(baseUrl: string, token: string) {
+  const api = createClient<paths>({ baseUrl });
+  api.use(bearer(token));
+  return api;
+}
+
+async function main(): Promise<void> {
+  const baseUrl = env("API_BASE_URL");
+  const ownDeviceId = env("OWN_DEVICE_ID");
+  const api = client(baseUrl, env("API_TOKEN"));
+
+  // 1. listDevices
+  const listed = await api.GET("/devices");
+  check(listed.response.status === 200, `GET /devices answered ${listed.response.status}`);
+  check(listed.data !== undefined, "GET /devices has a 200 body");
+  const devices: Device[] = listed.data.devices;
+  check(listed.data.success, "listDevices success is true");
+  check(devices.length >= 2, `at least two devices (got ${devices.length})`);
+  for (const d of devices) {
+    check(isDateTime(d.lastSeen) && isDateTime(d.createdAt), `device ${d.id} has date-times`);
+    check(TRUST_LEVELS.includes(d.trustLevel), `device ${d.id} trustLevel ${d.trustLevel}`);
+  }
+  check(devices.some((d) => d.id === ownDeviceId), "the token's own device is listed");
+  const target = devices.find((d) => d.id !== ownDeviceId && d.isTrusted) ?? devices.find((d) => d.id !== ownDeviceId);
+  check(target !== undefined, "a device other than the token's own");
+  console.log(`listDevices: ${devices.length} devices; untrusting "${target.deviceName}" (${target.id}, isTrusted=${target.isTrusted})`);
+
+  // The target's active sessions, before.
+  const before = await api.GET("/devices/{id}", { params: { path: { id: target.id } } });
+  check(before.data !== undefined, `GET /devices/${target.id} answered ${before.response.status}`);
+  const targetSessionIds = before.data.device.sessions.map((s) => s.id);
+  check(targetSessionIds.length > 0, "the target device has an active session before untrust");
+  const sessionsBefore = await api.GET("/sessions");
+  check(sessionsBefore.data !== undefined, `GET /sessions answered ${sessionsBefore.response.status}`);
+  check(
+    targetSessionIds.every((id) => sessionsBefore.data.sessions.some((s) => s.id === id)),
+    "the target's sessions are listed before untrust",
+  );
+
+  // 2. untrustDevice
+  const untrusted = await api.POST("/devices/{id}/untrust", { params: { path: { id: target.id } } });
+  check(untrusted.response.status === 200, `POST /devices/{id}/untrust answered ${untrusted.response.status}`);
+  check(untrusted.data !== undefined, "untrustDevice has a 200 body");
+  check(untrusted.data.success === true, "untrustDevice success is true");
+  check(untrusted.data.message === "Device untrusted successfully", `untrustDevice message: ${untrusted.data.message}`);
+  console.log(`untrustDevice: ${JSON.stringify(untrusted.data)}`);
+
+  // 3. listSessions: the target's sessions are gone, the caller's own remains.
+  const sessions = await api.GET("/sessions");
+  check(sessions.data !== undefined, `GET /sessions answered ${sessions.response.status}`);
+  const active: Session[] = sessions.data.sessions;
+  for (const s of active) {
+    check(isDateTime(s.startedAt) && isDateTime(s.lastActivity) && isDateTime(s.expiresAt), `session ${s.id} has date-times`);
+    check(Date.parse(s.expiresAt) > Date.now(), `session ${s.id} is not expired`);
+  }
+  const leftOver = active.filter((s) => targetSessionIds.includes(s.id));
+  check(leftOver.length === 0, `the untrusted device's sessions are gone (left: ${leftOver.map((s) => s.id).join(", ")})`);
+  check(active.length > 0, "the caller's own session is still active");
+  console.log(`listSessions: ${active.length} active; none of ${targetSessionIds.length} on "${target.deviceName}"`);
+
+  // 4. The device shows isTrusted false, with no trust expiry and no sessions.
+  const after = await api.GET("/devices/{id}", { params: { path: { id: target.id } } });
+  check(after.data !== undefined, `GET /devices/${target.id} answered ${after.response.status}`);
+  const details: DeviceDetails = after.data.device;
+  check(details.isTrusted === false, "getDevice: isTrusted is false");
+  check(details.trustExpiresAt === null, `getDevice: trustExpiresAt is null (got ${details.trustExpiresAt})`);
+  check(details.sessions.length === 0, "getDevice: no active session");
+  const relisted = await api.GET("/devices");
+  check(relisted.data !== undefined, `GET /devices answered ${relisted.response.status}`);
+  const again = relisted.data.devices.find((d) => d.id === target.id);
+  check(again !== undefined && again.isTrusted === false, "listDevices: the device shows isTrusted false");
+  console.log(`getDevice: isTrusted=${details.isTrusted} trustLevel=${details.trustLevel} trustExpiresAt=${details.trustExpiresAt}`);
+
+  // 5. A token of the untrusted device is refused, with the typed error body.
+  const targetToken = process.env["TARGET_TOKEN"];
+  if (targetToken !== undefined && targetToken !== "") {
+    const refused = await client(baseUrl, targetToken).GET("/sessions");
+    check(refused.response.status === 401, `the untrusted device's token answered ${refused.response.status}`);
+    const error: ErrorResponse | undefined = refused.error;
+    check(error !== undefined && error.success === false && error.error.length > 0, "401 carries an ErrorResponse");
+    check(
+      (refused.response.headers.get("WWW-Authenticate") ?? "").startsWith("Bearer"),
+      "401 carries WWW-Authenticate: Bearer",
+    );
+    console.log(`the untrusted device's token: 401 ${JSON.stringify(error)}`);
+  }
+
+  console.log("typescript roundtrip: OK");
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,599 @@
+#!/usr/bin/env python3
+"""Helper of bench/run (standard library only): seeds a database, mints
+tokens, writes wrk request files, verifies untrust, drives the growth
+measurement and prints the tables.
+
+Subcommands (bench/run calls them; they are not meant to be stable):
+  seed           data set of the scenarios + request files for wrk
+  verify-untrust checks the untrust pool after the untrust scenario
+  growth-seed    data set of one growth size (10 or 10,000 devices)
+  growth-drive   sequential latency of GET /devices and untrust
+  report         the table of one database / the growth table
+"""
+
+import argparse
+import base64
+import csv
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+# ---------------------------------------------------------------------------
+# Column formats, as the server writes them (src/db/models.rs, src/db/mod.rs):
+# Diesel stores `Timestamp` on SQLite as TEXT "YYYY-MM-DD HH:MM:SS.ffffff"
+# (chrono "%F %T%.f"; db::now() truncates to microseconds) and `bool` as
+# INTEGER 0/1; on PostgreSQL they are TIMESTAMP and BOOLEAN.
+# ---------------------------------------------------------------------------
+
+DEVICE_COLUMNS = [
+    "id", "user_id", "fingerprint", "device_name", "device_type", "os", "browser",
+    "user_agent", "ip_address", "country", "city", "is_trusted", "trust_level",
+    "trust_expires_at", "last_seen", "created_at",
+]
+SESSION_COLUMNS = [
+    "id", "user_id", "device_id", "ip_address", "location", "login_method",
+    "started_at", "last_activity", "expires_at", "revoked_at",
+]
+
+DEVICE_KINDS = [
+    ("DESKTOP", "macOS 15", "Firefox 133"),
+    ("MOBILE", "Android 15", "Chrome 131"),
+    ("TABLET", "iPadOS 18", "Safari 18"),
+    ("DESKTOP", "Windows 11", "Edge 131"),
+]
+PLACES = [("Lisbon", "Portugal"), ("Porto", "Portugal"), ("Berlin", "Germany"), ("Paris", "France")]
+
+
+def ts(at):
+    """A timestamp in the server's stored text format (SQLite) / COPY input (PostgreSQL)."""
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def utcnow():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_id():
+    return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------------------
+# Tokens: HS256 JWT with the claims of src/auth.rs (sub, sid, iat, exp).
+# ---------------------------------------------------------------------------
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def mint(secret, user_id, session_id, iat, exp):
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = b64url(json.dumps(
+        {"sub": user_id, "sid": session_id, "iat": int(iat), "exp": int(exp)},
+        separators=(",", ":")).encode())
+    signing_input = f"{header}.{claims}".encode("ascii")
+    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}.{claims}.{b64url(signature)}"
+
+
+# ---------------------------------------------------------------------------
+# Row builders
+# ---------------------------------------------------------------------------
+
+class Rows:
+    def __init__(self, now, rng):
+        self.now = now
+        self.rng = rng
+        self.devices = []
+        self.sessions = []
+
+    def device(self, user_id, index, trusted):
+        kind, os_name, browser = DEVICE_KINDS[index % len(DEVICE_KINDS)]
+        city, country = PLACES[index % len(PLACES)]
+        device_id = new_id()
+        last_seen = self.now - timedelta(seconds=self.rng.randint(60, 30 * 24 * 3600))
+        self.devices.append({
+            "id": device_id,
+            "user_id": user_id,
+            "fingerprint": f"fp-{device_id}",
+            "device_name": f"{kind.title()} {index}",
+            "device_type": kind,
+            "os": os_name,
+            "browser": browser,
+            "user_agent": f"Mozilla/5.0 ({os_name}) {browser}",
+            "ip_address": f"198.51.100.{index % 250 + 1}",
+            "country": country,
+            "city": city,
+            "is_trusted": trusted,
+            "trust_level": "HIGH" if trusted else "UNKNOWN",
+            "trust_expires_at": self.now + timedelta(days=30) if trusted else None,
+            "last_seen": last_seen,
+            "created_at": last_seen - timedelta(days=self.rng.randint(1, 365)),
+        })
+        return device_id
+
+    def session(self, user_id, device_id, expires_at):
+        session_id = new_id()
+        started = self.now - timedelta(seconds=self.rng.randint(60, 12 * 3600))
+        self.sessions.append({
+            "id": session_id,
+            "user_id": user_id,
+            "device_id": device_id,
+            "ip_address": "198.51.100.7",
+            "location": "Lisbon, Portugal",
+            "login_method": "password",
+            "started_at": started,
+            "last_activity": started + timedelta(seconds=30),
+            "expires_at": expires_at,
+            "revoked_at": None,
+        })
+        return session_id
+
+
+def sqlite_value(value):
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, datetime):
+        return ts(value)
+    return value
+
+
+def csv_value(value):
+    if value is None:
+        return None  # csv writes an unquoted empty field: NULL for COPY ... CSV
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return ts(value)
+    return value
+
+
+def psql(url, *args, stdin=None):
+    result = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", url, *args],
+        input=stdin, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"bench.py: psql failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def load(backend, db, rows, workdir):
+    """Inserts the rows with SQL, the fastest way each backend offers."""
+    if backend == "sqlite":
+        conn = sqlite3.connect(db, timeout=30)
+        with conn:
+            conn.executemany(
+                f"INSERT INTO devices ({', '.join(DEVICE_COLUMNS)}) VALUES ({', '.join('?' * len(DEVICE_COLUMNS))})",
+                ([sqlite_value(d[c]) for c in DEVICE_COLUMNS] for d in rows.devices))
+            conn.executemany(
+                f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})",
+                ([sqlite_value(s[c]) for c in SESSION_COLUMNS] for s in rows.sessions))
+        conn.close()
+        return
+    for table, columns, items in (("devices", DEVICE_COLUMNS, rows.devices),
+                                  ("sessions", SESSION_COLUMNS, rows.sessions)):
+        path = os.path.join(workdir, f"{table}.csv")
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            for item in items:
+                writer.writerow([csv_value(item[c]) for c in columns])
+        psql(db, "-c", f"\\copy {table} ({', '.join(columns)}) FROM '{path}' WITH (FORMAT csv)")
+        os.unlink(path)
+    # A bulk load leaves the planner without statistics; autovacuum would
+    # gather them within a minute on a live server, so gather them now.
+    psql(db, "-c", "ANALYZE devices; ANALYZE sessions;")
+
+
+def query_one(backend, db, sql):
+    """One row of a read-only query, as a list of strings/ints."""
+    if backend == "sqlite":
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        row = conn.execute(sql).fetchone()
+        conn.close()
+        return list(row)
+    return psql(db, "-c", sql).strip().split("|")
+
+
+# ---------------------------------------------------------------------------
+# seed: the scenarios' data set
+# ---------------------------------------------------------------------------
+
+def cmd_seed(a):
+    rng = random.Random(42)
+    now = utcnow()
+    # Sessions outlive the run by a day; tokens expire with them.
+    expires = now + timedelta(days=1)
+    iat, exp = time.time() - 60, (expires.replace(tzinfo=timezone.utc)).timestamp()
+    rows = Rows(now, rng)
+    secret = a.secret
+
+    list_lines, get_lines, heartbeat_lines = [], [], []
+    for u in range(a.users):
+        user = f"bench-user-{u:05d}"
+        device_ids = [rows.device(user, d, trusted=(d == 0 or d % 3 == 1)) for d in range(a.devices)]
+        caller_tokens = []
+        for d, device_id in enumerate(device_ids):
+            for _ in range(a.sessions):
+                sid = rows.session(user, device_id, expires)
+                if d == 0:
+                    token = mint(secret, user, sid, iat, exp)
+                    caller_tokens.append(token)
+                    heartbeat_lines.append(f"POST /sessions/{sid}/heartbeat {token}")
+        for token in caller_tokens:
+            list_lines.append(f"GET /devices {token}")
+        for d, device_id in enumerate(device_ids):
+            get_lines.append(f"GET /devices/{device_id} {caller_tokens[d % len(caller_tokens)]}")
+
+    # The untrust pool: separate users, so that the scenarios above list and
+    # read exactly M devices per user. Each pool user has a caller device
+    # (one session, whose token signs the requests) and pool/users fresh,
+    # trusted devices with 2 sessions each; lines interleave the users.
+    pool_users = a.users
+    per_user = -(-a.pool // pool_users)
+    pool_ids = []
+    pool_by_user = []
+    tokens = []
+    for u in range(pool_users):
+        user = f"bench-pool-{u:05d}"
+        caller = rows.device(user, 0, trusted=True)
+        sid = rows.session(user, caller, expires)
+        tokens.append(mint(secret, user, sid, iat, exp))
+        targets = []
+        for d in range(per_user):
+            device_id = rows.device(user, d + 1, trusted=True)
+            rows.session(user, device_id, expires)
+            rows.session(user, device_id, expires)
+            targets.append(device_id)
+        pool_by_user.append(targets)
+    untrust_lines = []
+    for d in range(per_user):
+        for u in range(pool_users):
+            device_id = pool_by_user[u][d]
+            pool_ids.append(device_id)
+            untrust_lines.append(f"POST /devices/{device_id}/untrust {tokens[u]}")
+
+    load(a.backend, a.db, rows, a.out)
+
+    def write(name, lines):
+        with open(os.path.join(a.out, name), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    write("healthz.req", ["GET /healthz -"])
+    write("list.req", list_lines)
+    write("get.req", get_lines)
+    write("untrust.req", untrust_lines)
+    write("heartbeat.req", heartbeat_lines)
+    write("pool-ids.txt", pool_ids)
+    print(json.dumps({"devices": len(rows.devices), "sessions": len(rows.sessions),
+                      "pool": len(pool_ids), "tokens": len(list_lines) + len(tokens)}))
+
+
+# ---------------------------------------------------------------------------
+# verify-untrust
+# ---------------------------------------------------------------------------
+
+def cmd_verify_untrust(a):
+    with open(a.result) as f:
+        result = json.load(f)
+    a.ok = result["requests"] - result["err_status"]
+    with open(a.pool_ids) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    if a.backend == "sqlite":
+        conn = sqlite3.connect(a.db, timeout=30)
+        conn.execute("CREATE TEMP TABLE pool (id TEXT PRIMARY KEY)")
+        conn.executemany("INSERT INTO pool VALUES (?)", ((i,) for i in ids))
+        pool = "pool"
+        false, run = "0", lambda sql: list(conn.execute(sql).fetchone())
+    else:
+        path = a.pool_ids
+        false = "FALSE"
+        setup = (f"CREATE TEMP TABLE pool (id TEXT PRIMARY KEY);\n"
+                 f"\\copy pool FROM '{path}'\n")
+        pool = "pool"
+        run = lambda sql: [int(x) for x in psql(a.db, stdin=setup + sql + ";\n").strip().split("|")]
+    untrusted, bad_level, live_sessions, trusted, trusted_sessions = run(f"""
+        SELECT
+          (SELECT COUNT(*) FROM devices d JOIN {pool} p ON p.id = d.id WHERE d.is_trusted = {false}),
+          (SELECT COUNT(*) FROM devices d JOIN {pool} p ON p.id = d.id
+             WHERE d.is_trusted = {false} AND (d.trust_level <> 'LOW' OR d.trust_expires_at IS NOT NULL)),
+          (SELECT COUNT(*) FROM sessions s JOIN devices d ON d.id = s.device_id JOIN {pool} p ON p.id = d.id
+             WHERE d.is_trusted = {false} AND s.revoked_at IS NULL),
+          (SELECT COUNT(*) FROM devices d JOIN {pool} p ON p.id = d.id WHERE d.is_trusted <> {false}),
+          (SELECT COUNT(*) FROM sessions s JOIN devices d ON d.id = s.device_id JOIN {pool} p ON p.id = d.id
+             WHERE d.is_trusted <> {false} AND s.revoked_at IS NULL)""")
+    untrusted, bad_level, live_sessions = int(untrusted), int(bad_level), int(live_sessions)
+    trusted, trusted_sessions = int(trusted), int(trusted_sessions)
+    problems = []
+    if bad_level:
+        problems.append(f"{bad_level} untrusted devices kept trust_level/trust_expires_at")
+    if live_sessions:
+        problems.append(f"{live_sessions} sessions of untrusted devices are not revoked")
+    # Requests still in flight when wrk stopped are done by the server but not
+    # counted by wrk: at most one per connection.
+    if not (a.ok <= untrusted <= a.ok + a.connections):
+        problems.append(f"{untrusted} devices untrusted for {a.ok} successful responses "
+                        f"(expected {a.ok}..{a.ok + a.connections})")
+    if trusted_sessions != 2 * trusted:
+        problems.append(f"{trusted} untouched pool devices have {trusted_sessions} live sessions (expected {2 * trusted})")
+    print(json.dumps({"untrusted": untrusted, "live_sessions_of_untrusted": live_sessions,
+                      "untouched": trusted, "ok_responses": a.ok, "problems": problems}))
+    sys.exit(1 if problems else 0)
+
+
+# ---------------------------------------------------------------------------
+# growth: 10 vs 10,000 devices in the table, same request stream
+# ---------------------------------------------------------------------------
+
+GROWTH_USER = "growth-user-00000"
+GROWTH_DEVICES_PER_USER = 10
+
+
+def cmd_growth_seed(a):
+    """`size` devices in the table: size/10 users x 10 devices x 2 sessions.
+    The measured user is always growth-user-00000 (10 devices: device 0 the
+    caller, 1..9 the untrust targets); the others only fill the table."""
+    rng = random.Random(7)
+    now = utcnow()
+    expires = now + timedelta(days=1)
+    iat, exp = time.time() - 60, expires.replace(tzinfo=timezone.utc).timestamp()
+    rows = Rows(now, rng)
+    users = max(1, a.size // GROWTH_DEVICES_PER_USER)
+    meta = {}
+    for u in range(users):
+        user = f"growth-user-{u:05d}"
+        ids = [rows.device(user, d, trusted=True) for d in range(GROWTH_DEVICES_PER_USER)]
+        sids = [[rows.session(user, i, expires) for _ in range(2)] for i in ids]
+        if u == 0:
+            meta = {"user": user, "token": mint(a.secret, user, sids[0][0], iat, exp),
+                    "targets": ids[1:], "trust_until": ts(now + timedelta(days=30))}
+    load(a.backend, a.db, rows, a.out)
+    count = query_one(a.backend, a.db, "SELECT COUNT(*) FROM devices")[0]
+    meta["devices_in_table"] = int(count)
+    with open(os.path.join(a.out, "growth.json"), "w") as f:
+        json.dump(meta, f)
+    print(json.dumps({"devices_in_table": int(count), "sessions": len(rows.sessions)}))
+
+
+class Rearm:
+    """Puts the untrust targets back (trusted, sessions live) between batches,
+    outside the timed requests. PostgreSQL: one long-lived psql."""
+
+    def __init__(self, backend, db, targets, trust_until):
+        self.backend, self.db = backend, db
+        id_list = ", ".join(f"'{t}'" for t in targets)
+        if backend == "sqlite":
+            true = "1"
+        else:
+            true = "TRUE"
+        self.sql = (f"UPDATE devices SET is_trusted = {true}, trust_level = 'HIGH', "
+                    f"trust_expires_at = '{trust_until}' WHERE id IN ({id_list}); "
+                    f"UPDATE sessions SET revoked_at = NULL WHERE device_id IN ({id_list});")
+        if backend == "sqlite":
+            self.conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+        else:
+            self.proc = subprocess.Popen(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", db],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def __call__(self):
+        if self.backend == "sqlite":
+            self.conn.executescript("BEGIN IMMEDIATE; " + self.sql + " COMMIT;")
+            return
+        # VACUUM as well: thousands of updates of the same few rows would
+        # otherwise pile up dead tuples faster than autovacuum clears them,
+        # and the 10-row table (scanned sequentially by the planner) would
+        # slow down with them; both sizes get the same treatment.
+        self.proc.stdin.write(self.sql + "\nVACUUM devices; VACUUM sessions;\nSELECT 'rearmed';\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if line.strip() != "rearmed":
+            sys.exit(f"bench.py: re-arming the untrust targets failed ({line!r})")
+
+    def close(self):
+        if self.backend == "sqlite":
+            self.conn.close()
+        else:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+class Target:
+    """One server of the growth pair (small or large table) and its data."""
+
+    def __init__(self, backend, db, port, out):
+        with open(os.path.join(out, "growth.json")) as f:
+            self.meta = json.load(f)
+        self.backend, self.db = backend, db
+        self.headers = {"Authorization": f"Bearer {self.meta['token']}"}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.rearm = Rearm(backend, db, self.meta["targets"], self.meta["trust_until"])
+        self.lat = {"list": [], "untrust": []}
+        self.errors = {"list": 0, "untrust": 0}
+
+    def call(self, key, method, path):
+        start = time.perf_counter()
+        self.conn.request(method, path, body=b"" if method == "POST" else None, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        elapsed = time.perf_counter() - start
+        if key:
+            self.lat[key].append(elapsed)
+            self.errors[key] += response.status != 200
+        return response.status
+
+    def list_block(self, n):
+        for _ in range(n):
+            self.call("list", "GET", "/devices")
+
+    def untrust_block(self):
+        self.rearm()  # untimed: the 9 targets trusted again, 2 live sessions each
+        for target in self.meta["targets"]:
+            self.call("untrust", "POST", f"/devices/{target}/untrust")
+
+    def check(self):
+        false = "0" if self.backend == "sqlite" else "FALSE"
+        id_list = ", ".join(f"'{t}'" for t in self.meta["targets"])
+        untrusted, live = query_one(self.backend, self.db, f"""
+            SELECT (SELECT COUNT(*) FROM devices WHERE id IN ({id_list}) AND is_trusted = {false}),
+                   (SELECT COUNT(*) FROM sessions WHERE device_id IN ({id_list}) AND revoked_at IS NULL)""")
+        return {"untrusted": int(untrusted), "live_sessions": int(live),
+                "ok": int(untrusted) == len(self.meta["targets"]) and int(live) == 0}
+
+    def summary(self):
+        out = {"devices_in_table": self.meta["devices_in_table"]}
+        for key, lat in self.lat.items():
+            lat.sort()
+            out[key] = {"p50_ms": percentile(lat, 50) * 1e3, "p99_ms": percentile(lat, 99) * 1e3,
+                        "requests": len(lat), "errors": self.errors[key]}
+        out["untrust_check"] = self.check()
+        self.rearm.close()
+        self.conn.close()
+        return out
+
+
+def cmd_growth_drive(a):
+    """Both servers run at once; blocks of requests alternate between them in
+    ABBA order, so that whatever else the machine does at the time weighs on
+    both sizes alike and the ratio stays meaningful on a busy machine."""
+    small = Target(a.backend, a.small_db, a.small_port, a.small_out)
+    large = Target(a.backend, a.large_db, a.large_port, a.large_out)
+    block = len(small.meta["targets"])
+    for t in (small, large):  # warm-up, untimed: connections, caches, prepared statements
+        for _ in range(100):
+            t.call(None, "GET", "/devices")
+    blocks = -(-a.requests // block)
+    for i in range(blocks):
+        order = (small, large) if i % 2 == 0 else (large, small)
+        for t in order:
+            t.list_block(block)
+        for t in order:
+            t.untrust_block()
+    print(json.dumps({"small": small.summary(), "large": large.summary()}))
+
+
+# ---------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------
+
+SCENARIOS = {
+    "healthz": "GET /healthz",
+    "list": "GET /devices",
+    "get": "GET /devices/{id}",
+    "untrust": "POST /devices/{id}/untrust",
+    "heartbeat": "POST /sessions/{id}/heartbeat",
+}
+
+
+def table(headers, rows, aligns):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    def fmt(cells):
+        out = []
+        for cell, width, align in zip(cells, widths, aligns):
+            out.append(str(cell).ljust(width) if align == "<" else str(cell).rjust(width))
+        return "  ".join(out).rstrip()
+    lines = [fmt(headers), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_report(a):
+    with open(a.results) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if a.kind == "growth":
+        rows = []
+        for r in records:
+            s_, l_ = r["small"], r["large"]
+            for key in ("list", "untrust"):
+                sm, lg = s_[key], l_[key]
+                ratio = lg["p50_ms"] / sm["p50_ms"] if sm["p50_ms"] else float("nan")
+                rows.append([r["db"], SCENARIOS[key], f"{sm['p50_ms']:.3f}", f"{lg['p50_ms']:.3f}",
+                             f"{ratio:.2f}", f"{sm['p99_ms']:.3f}", f"{lg['p99_ms']:.3f}",
+                             sm["requests"], sm["errors"] + lg["errors"]])
+        small_n = records[0]["small"]["devices_in_table"]
+        large_n = records[0]["large"]["devices_in_table"]
+        print(table(["database", "scenario", f"p50 ms @{small_n}", f"p50 ms @{large_n}",
+                     f"p50 ratio {large_n}/{small_n}", f"p99 ms @{small_n}", f"p99 ms @{large_n}",
+                     "requests each", "non-2xx"],
+                    rows, "<<>>>>>>>"))
+        return
+    meta = records[0]
+    scenario_records = [r for r in records[1:] if r.get("scenario")]
+    for r in scenario_records:
+        r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    ceiling = next((r["rps"] for r in scenario_records if r["scenario"] == "healthz"), None)
+    rows = []
+    for r in scenario_records:
+        ratio = f"{r['rps'] / ceiling:.3f}" if ceiling else "-"
+        errors = r["err_status"] + r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+        rows.append([SCENARIOS[r["scenario"]], f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
+                     f"{r['p99_us'] / 1000:.2f}", f"{r['max_us'] / 1000:.0f}", errors, ratio,
+                     r["requests"], f"{r['rss_kb'] / 1024:.1f}"])
+    print(table(["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
+                 "requests", "RSS after MiB"], rows, "<>>>>>>>>"))
+    end = records[-1]
+    print(f"server RSS: {meta['rss_start_kb'] / 1024:.1f} MiB at start (seeded, before load), "
+          f"{end['rss_end_kb'] / 1024:.1f} MiB at end; peak (VmHWM) {end['hwm_kb'] / 1024:.1f} MiB")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("seed")
+    s.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    s.add_argument("--db", required=True, help="SQLite file path or postgres:// URL")
+    s.add_argument("--users", type=int, required=True)
+    s.add_argument("--devices", type=int, required=True)
+    s.add_argument("--sessions", type=int, required=True)
+    s.add_argument("--pool", type=int, required=True)
+    s.add_argument("--secret", required=True)
+    s.add_argument("--out", required=True)
+
+    v = sub.add_parser("verify-untrust")
+    v.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    v.add_argument("--db", required=True)
+    v.add_argument("--pool-ids", required=True)
+    v.add_argument("--result", required=True, help="file with wrk's BENCH_RESULT json")
+    v.add_argument("--connections", type=int, required=True)
+
+    g = sub.add_parser("growth-seed")
+    g.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    g.add_argument("--db", required=True)
+    g.add_argument("--size", type=int, required=True)
+    g.add_argument("--secret", required=True)
+    g.add_argument("--out", required=True)
+
+    d = sub.add_parser("growth-drive")
+    d.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    d.add_argument("--requests", type=int, required=True)
+    for size in ("small", "large"):
+        d.add_argument(f"--{size}-db", required=True)
+        d.add_argument(f"--{size}-port", type=int, required=True)
+        d.add_argument(f"--{size}-out", required=True)
+
+    r = sub.add_parser("report")
+    r.add_argument("--kind", choices=["scenarios", "growth"], required=True)
+    r.add_argument("--results", required=True)
+
+    a = p.parse_args()
+    {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,
+     "growth-drive": cmd_growth_drive, "report": cmd_report}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 
-BINARY = os.path.abspath("target/release/flashback-devices")
+BINARY = os.path.abspath(os.environ.get("FAULTS_BINARY", "target/release/flashback-devices"))
 SECRET = "faults-secret-0123456789abcdef0123456789abcdef"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/test"
 PG_VERSION = sorted(os.listdir("/etc/postgresql"))[0] if os.path.isdir("/etc/postgresql") else None
@@ -247,38 +247,47 @@ def drill_crash(backend):
 
 def drill_shutdown():
     print("\n== shutdown: SIGTERM with requests in flight", flush=True)
+    import sqlite3
     scratch = tempfile.mkdtemp()
-    url = f"sqlite://{scratch}/shutdown.db"
+    path = f"{scratch}/shutdown.db"
+    url = f"sqlite://{path}"
     port = free_port()
     subprocess.run([BINARY, "migrate"], env=env_for(url, port), check=True, capture_output=True)
     caller = session_create(url, "alice", "fp-caller")
     targets = [session_create(url, "alice", f"fp-t-{i}") for i in range(64)]
-    server = start_server(url, port)
+    env = env_for(url, port)
+    env["DB_POOL_TIMEOUT_MS"] = "5000"
+    server = subprocess.Popen([BINARY, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(300):
+        try:
+            if request(port, "GET", "/readyz", timeout=1)[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
     results = []
     lock = threading.Lock()
-    barrier = threading.Barrier(len(targets) + 1)
 
     def untrust(target):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.connect()
-        barrier.wait()
         try:
-            conn.request("POST", f"/devices/{target['deviceId']}/untrust",
-                         headers={"Authorization": f"Bearer {caller['token']}"})
-            response = conn.getresponse()
-            response.read()
-            outcome = response.status
+            status, _ = request(port, "POST", f"/devices/{target['deviceId']}/untrust", caller["token"], timeout=20)
+            outcome = status
         except OSError as error:
             outcome = f"error: {error}"
         with lock:
             results.append((target, outcome))
 
+    # Another process holds SQLite's write lock, so every untrust is read by
+    # the server and waits inside it: truly in flight when SIGTERM arrives.
+    blocker = sqlite3.connect(path, timeout=10, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
     threads = [threading.Thread(target=untrust, args=(t,)) for t in targets]
     for t in threads:
         t.start()
-    barrier.wait()
-    time.sleep(0.002)
+    time.sleep(0.5)
     server.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    blocker.execute("COMMIT")
+    blocker.close()
     for t in threads:
         t.join()
     code = server.wait(timeout=40)
@@ -294,17 +303,23 @@ def drill_shutdown():
     finally:
         server.terminate()
         server.wait()
-    print(f"shutdown: {completed}/{len(targets)} in-flight untrusts completed with 200, exit code {code}", flush=True)
+    print(f"shutdown: {completed}/{len(targets)} untrusts in flight at SIGTERM completed with 200, exit code {code}",
+          flush=True)
 
 
 def main():
     if not os.path.exists(BINARY):
         raise SystemExit(f"{BINARY} is missing: cargo build --release first")
-    drill_crash("sqlite")
-    drill_crash("postgres")
-    drill_shutdown()
-    drill_outage()
-    print(f"\nfaults: {3 + 1} drills, {len(failures)} failure(s)")
+    drills = {
+        "crash-sqlite": lambda: drill_crash("sqlite"),
+        "crash-postgres": lambda: drill_crash("postgres"),
+        "shutdown": drill_shutdown,
+        "outage": drill_outage,
+    }
+    chosen = sys.argv[1:] or list(drills)
+    for name in chosen:
+        drills[name]()
+    print(f"\nfaults: {len(chosen)} drills, {len(failures)} failure(s)")
     sys.exit(1 if failures else 0)
 
 

@@ -7,7 +7,9 @@ pub mod models;
 pub mod schema;
 pub mod sessions;
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
 
 use diesel::{
     connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
@@ -126,27 +128,47 @@ pub struct ConnectionManager {
     url: DatabaseUrl,
 }
 
+/// A pooled connection, and whether a query on it found the server gone.
+///
+/// The pool does not test connections on checkout (that would cost a round
+/// trip per request); instead a connection whose query failed as
+/// "unavailable" is marked lost here and dropped when it returns to the pool,
+/// so after a database outage each stale connection fails at most one request
+/// (with a 503) and the pool reconnects by itself.
+pub struct PooledConnection {
+    conn: AnyConnection,
+    lost: bool,
+}
+
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = AnyConnection;
+    type Connection = PooledConnection;
     type Error = diesel::ConnectionError;
 
-    fn connect(&self) -> Result<AnyConnection, Self::Error> {
-        self.url.connect()
+    fn connect(&self) -> Result<PooledConnection, Self::Error> {
+        Ok(PooledConnection {
+            conn: self.url.connect()?,
+            lost: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1")
+    fn is_valid(&self, pooled: &mut PooledConnection) -> Result<(), Self::Error> {
+        pooled
+            .conn
+            .batch_execute("SELECT 1")
             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
     }
 
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+    fn has_broken(&self, pooled: &mut PooledConnection) -> bool {
         // A connection left inside a transaction must not be handed out again.
-        match conn {
-            AnyConnection::Postgresql(c) => {
-                AnsiTransactionManager::is_broken_transaction_manager(c)
+        pooled.lost
+            || match &mut pooled.conn {
+                AnyConnection::Postgresql(c) => {
+                    AnsiTransactionManager::is_broken_transaction_manager(c)
+                }
+                AnyConnection::Sqlite(c) => {
+                    AnsiTransactionManager::is_broken_transaction_manager(c)
+                }
             }
-            AnyConnection::Sqlite(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
-        }
     }
 }
 
@@ -171,10 +193,24 @@ pub enum DbError {
 
 impl DbError {
     fn classify(error: DieselError) -> Self {
+        // libpq reports a server that went away in several ways; Diesel names
+        // only some of them.
+        const LOST: [&str; 5] = [
+            "terminating connection",
+            "server closed the connection",
+            "no connection to the server",
+            "could not receive data",
+            "connection to server",
+        ];
         match &error {
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
             | DieselError::BrokenTransactionManager => Self::Unavailable(error.to_string()),
+            DieselError::DatabaseError(_, info)
+                if LOST.iter().any(|m| info.message().contains(m)) =>
+            {
+                Self::Unavailable(error.to_string())
+            }
             _ => Self::Query(error),
         }
     }
@@ -185,6 +221,12 @@ impl DbError {
 pub struct Db {
     pool: r2d2::Pool<ConnectionManager>,
     url: DatabaseUrl,
+    /// SQLite admits one writer at a time, and its busy handler polls with
+    /// sleeps, so writers racing for the lock are served unfairly (seconds of
+    /// p99 under load). Writers of this process queue here instead, holding no
+    /// connection while they wait; other processes still meet the busy timeout.
+    sqlite_write_lane: Option<Arc<Mutex<()>>>,
+    acquire_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,12 +256,19 @@ impl Db {
         drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(settings.max_size)
+            .test_on_check_out(false)
             .min_idle(Some(settings.max_size.min(2)))
             .connection_timeout(settings.acquire_timeout)
             // The first connection above proved the database answers; the pool
             // fills in the background rather than failing start-up on a slow connect.
             .build_unchecked(ConnectionManager { url: url.clone() });
-        Ok(Self { pool, url })
+        let sqlite_write_lane = url.is_sqlite().then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            pool,
+            url,
+            sqlite_write_lane,
+            acquire_timeout: settings.acquire_timeout,
+        })
     }
 
     pub fn url(&self) -> &DatabaseUrl {
@@ -232,15 +281,10 @@ impl Db {
         F: FnOnce(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        actix_web::web::block(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            work(&mut conn).map_err(DbError::classify)
-        })
-        .await
-        .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
+        let db = self.clone();
+        actix_web::web::block(move || db.run_blocking(work))
+            .await
+            .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
     }
 
     /// Like [`Db::run`], inside a write transaction (see [`write_transaction`]).
@@ -252,31 +296,46 @@ impl Db {
         T: Send + 'static,
     {
         const ATTEMPTS: usize = 3;
-        self.run(move |conn| {
-            let mut attempt = 1;
-            loop {
-                match write_transaction(conn, &work) {
-                    Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
-                        log::info!("retrying a write transaction (attempt {attempt}): {error}");
-                        attempt += 1;
+        let db = self.clone();
+        actix_web::web::block(move || {
+            let _turn = match &db.sqlite_write_lane {
+                Some(lane) => Some(lane.try_lock_for(db.acquire_timeout).ok_or_else(|| {
+                    DbError::Unavailable("timed out waiting for the SQLite write lane".into())
+                })?),
+                None => None,
+            };
+            db.run_blocking(|conn| {
+                let mut attempt = 1;
+                loop {
+                    match write_transaction(conn, &work) {
+                        Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                            log::info!("retrying a write transaction (attempt {attempt}): {error}");
+                            attempt += 1;
+                        }
+                        outcome => return outcome,
                     }
-                    outcome => return outcome,
                 }
-            }
+            })
         })
         .await
+        .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
     }
 
-    /// Blocking variant for the CLI and start-up, which run outside actix.
+    /// Runs `work` with a pooled connection on this thread: for the CLI,
+    /// start-up, and the blocking pool behind [`Db::run`].
     pub fn run_blocking<T>(
         &self,
         work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
-        let mut conn = self
+        let mut pooled = self
             .pool
             .get()
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        work(&mut conn).map_err(DbError::classify)
+        let outcome = work(&mut pooled.conn).map_err(DbError::classify);
+        if let Err(DbError::Unavailable(_)) = &outcome {
+            pooled.lost = true;
+        }
+        outcome
     }
 }
 

@@ -1,0 +1,276 @@
+"""Schemathesis hooks for `.ci/schemathesis.sh` (loaded with SCHEMATHESIS_HOOKS=hooks).
+
+What they arrange, so that every operation is exercised authenticated and
+reaches its success path (the script explains the whole run at its top):
+
+- Authentication (`BearerTokens`, one global auth provider, no caching):
+  * untrustDevice, deleteDevice, revokeSession and revokeAllSessions can end
+    the caller's own session. Every test case of these four gets a session of
+    its own: a throwaway user (`st-<random>`) is created for the case with
+    `flashback-devices session create`, and the case carries that token.
+    Nothing a destructive case does can reach another case's token, nor the
+    shared one below.
+  * Every other operation uses the one token of the shared user `alice`,
+    minted by the script. Alice's token is never sent to a destructive
+    operation, so it stays valid for the whole run (the script checks that
+    afterwards, and the `authenticated_requests_accepted` check below fails
+    any authenticated request that gets a 401).
+- Real identifiers: a generated path id or fingerprint that is valid per the
+  spec is, for about half the cases (chosen by a hash of the generated value,
+  so replays choose alike), replaced with a real one of the caller:
+  * getDevice / sessionHeartbeat / trustDevice: one of alice's devices,
+    sessions (active, expired and revoked ones) or fingerprints;
+  * untrustDevice / deleteDevice: the throwaway user's own device (the one
+    the token runs on) or a second device of that user;
+  * revokeSession: the token's own session or a second session of that user
+    on the same device.
+  Invalid values (negative cases) are never touched, so a negative case
+  stays negative and a positive one stays positive.
+- `authenticated_requests_accepted`: a check that fails any request that
+  carried one of our valid tokens (security not negated) and got 401.
+- `filter_failure`: the one narrow exclusion, see `_router_404_for_undeclared_method`.
+- `after_call`: counts the requests each operation got, by status, and
+  writes them as JSON to $CONTRACT_STATS when the run ends; the script prints
+  them and checks them.
+
+Inputs, from the environment: CONTRACT_FIXTURES (JSON written by the script:
+the binary, alice's token, devices, sessions and fingerprints), CONTRACT_STATS
+(where to write the counts), and DATABASE_URL / JWT_SECRET for the binary.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import os
+import re
+import subprocess
+import threading
+import uuid
+import zlib
+
+import schemathesis
+
+with open(os.environ["CONTRACT_FIXTURES"], encoding="utf-8") as _file:
+    FIXTURES = json.load(_file)
+
+BINARY = FIXTURES["binary"]
+SHARED = FIXTURES["shared"]
+
+# The operations that can end the session of the token they are called with.
+DESTRUCTIVE = {
+    "POST /devices/{id}/untrust": "untrustDevice",
+    "DELETE /devices/{id}": "deleteDevice",
+    "POST /sessions/{id}/revoke": "revokeSession",
+    "POST /sessions/revoke-all": "revokeAllSessions",
+}
+
+# The spec's `DeviceId` / `SessionId` schema, and `TrustDeviceRequest.fingerprint`.
+VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch
+MAX_FINGERPRINT = 256
+
+
+def _bucket(value: object, buckets: int) -> int:
+    """A stable choice derived from a generated value (the same on replay)."""
+    return zlib.crc32(repr(value).encode("utf-8", "surrogatepass")) % buckets
+
+
+def _mint(user: str, fingerprint: str, device_name: str) -> dict:
+    """A new session (and, for a new fingerprint, a new device) of `user`."""
+    completed = subprocess.run(
+        [
+            BINARY, "session", "create",
+            "--user", user,
+            "--device-name", device_name,
+            "--fingerprint", fingerprint,
+            "--device-type", "MOBILE",
+            "--ip", "198.51.100.23",
+            "--location", "Porto, Portugal",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"session create failed ({completed.returncode}): {completed.stderr.strip()}")
+    return json.loads(completed.stdout)
+
+
+_MINTED = collections.Counter()
+_MINTED_LOCK = threading.Lock()
+
+
+def _throwaway_session(operation_id: str) -> dict:
+    user = f"st-{uuid.uuid4().hex[:16]}"
+    fingerprint = f"fp-{uuid.uuid4().hex[:12]}"
+    session = _mint(user, fingerprint, f"{operation_id} device")
+    session["operationId"] = operation_id
+    session["fingerprint"] = fingerprint
+    with _MINTED_LOCK:
+        _MINTED[operation_id] += 1
+    return session
+
+
+def _use_real_id(case, session: dict) -> None:
+    """For about half the valid generated ids: the throwaway user's own ids."""
+    operation_id = session["operationId"]
+    generated = (case.path_parameters or {}).get("id")
+    if operation_id == "revokeAllSessions" or not isinstance(generated, str):
+        return
+    if not VALID_ID.fullmatch(generated):
+        return  # a negative case: keep it invalid
+    choice = _bucket(generated, 4)
+    if choice < 2:
+        return  # keep the generated id (almost surely an unknown one: 404)
+    if operation_id == "revokeSession":
+        if choice == 2:
+            real = session["sessionId"]  # the token's own session
+        else:
+            # Another session of the same user on the same device: the token survives it.
+            real = _mint(session["userId"], session["fingerprint"], f"{operation_id} device")["sessionId"]
+    else:
+        if choice == 2:
+            real = session["deviceId"]  # the device the token runs on
+        else:
+            other = _mint(session["userId"], f"fp-{uuid.uuid4().hex[:12]}", "second device")
+            real = other["deviceId"]
+    case.path_parameters = {**case.path_parameters, "id": real}
+
+
+@schemathesis.auth(refresh_interval=None, retry_on=[])
+class BearerTokens:
+    """A session of its own for each destructive case; alice's token for the rest."""
+
+    def get(self, case, context):
+        operation_id = DESTRUCTIVE.get(context.operation.label)
+        if operation_id is None:
+            return {"token": SHARED["token"], "operationId": None}
+        session = _throwaway_session(operation_id)
+        return session
+
+    def set(self, case, data, context):
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data['token']}"}
+        if data["operationId"] is not None:
+            _use_real_id(case, data)
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """For about half the valid generated ids and fingerprints: one of alice's."""
+    label = context.operation.label
+    if label == "GET /devices/{id}":
+        _replace_path_id(case, SHARED["deviceIds"])
+    elif label == "POST /sessions/{id}/heartbeat":
+        _replace_path_id(case, SHARED["sessionIds"])
+    elif label == "POST /devices/trust":
+        body = case.body
+        if isinstance(body, dict):
+            fingerprint = body.get("fingerprint")
+            if isinstance(fingerprint, str) and 1 <= len(fingerprint) <= MAX_FINGERPRINT:
+                choice = _bucket(fingerprint, 2 * len(SHARED["fingerprints"]))
+                if choice < len(SHARED["fingerprints"]):
+                    case.body = {**body, "fingerprint": SHARED["fingerprints"][choice]}
+    return case
+
+
+def _replace_path_id(case, real_ids: list[str]) -> None:
+    generated = (case.path_parameters or {}).get("id")
+    if not isinstance(generated, str) or not VALID_ID.fullmatch(generated):
+        return
+    choice = _bucket(generated, 2 * len(real_ids))
+    if choice < len(real_ids):
+        case.path_parameters = {**case.path_parameters, "id": real_ids[choice]}
+
+
+def _sent_token(case) -> str | None:
+    value = (case.headers or {}).get("Authorization")
+    if isinstance(value, str) and value.startswith("Bearer "):
+        return value[len("Bearer "):]
+    return None
+
+
+@schemathesis.check
+def authenticated_requests_accepted(ctx, response, case):
+    """A request that carried one of our valid tokens must not get 401.
+
+    Every token this run hands out is valid when its case is sent (each
+    destructive case has its own; alice's is never ended), so a 401 here
+    means the case was not exercised authenticated.
+    """
+    if response.status_code != 401 or response.request.method != case.method.upper():
+        return None
+    if not getattr(case, "_has_explicit_auth", False):
+        return None
+    if case.operation.schema.is_security_param_negated(case):
+        return None
+    if _sent_token(case) is None:
+        return None
+    raise AssertionError(
+        f"{case.operation.label} answered 401 to a request with a valid token "
+        f"(the case was meant to run authenticated): {response.text[:200]}"
+    )
+
+
+def _router_404_for_undeclared_method(failure, response) -> bool:
+    """The deliberate 404 for a method the spec does not declare on a path.
+
+    Schemathesis' `unsupported_method` check (ST204) wants 405 with `Allow`
+    for e.g. `TRACE /devices`. RFC 9110 allows 405 there but does not require
+    it; this server deliberately answers every request outside the spec with
+    the router's 404 `{"success": false, "error": "Not found"}` (pinned by
+    tests/api/routing.rs `nothing_outside_the_spec_is_mounted`). Only that
+    exact answer is excused: any other status (a 2xx would mean an undeclared
+    method is served) or body still fails the run.
+    """
+    if getattr(failure, "code", None) != "ST204" or getattr(failure, "failure_reason", None) != "wrong_status":
+        return False
+    if response.status_code != 404:
+        return False
+    try:
+        body = json.loads(response.text)
+    except ValueError:
+        return False
+    return body == {"success": False, "error": "Not found"}
+
+
+# What the run saw, written to $CONTRACT_STATS at exit: requests per operation
+# and status, and the failures `filter_failure` excused.
+_COUNTS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+_EXCUSED: collections.Counter = collections.Counter()
+_COUNTS_LOCK = threading.Lock()
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    if not _router_404_for_undeclared_method(failure, response):
+        return True
+    with _COUNTS_LOCK:
+        _EXCUSED[f"{failure.code} {response.request.method} {case.path}: {response.status_code}"] += 1
+    return False
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    # Requests with the operation's own method only (not the ST204 probes with other methods).
+    if response.request.method != case.operation.method.upper():
+        return
+    operation_id = case.operation.definition.raw.get("operationId", case.operation.label)
+    with _COUNTS_LOCK:
+        _COUNTS[operation_id][str(response.status_code)] += 1
+
+
+@atexit.register
+def _write_stats() -> None:
+    path = os.environ.get("CONTRACT_STATS")
+    if not path:
+        return
+    with _COUNTS_LOCK:
+        stats = {
+            "requests": {op: dict(sorted(c.items())) for op, c in sorted(_COUNTS.items())},
+            "throwaway_sessions": dict(sorted(_MINTED.items())),
+            "excused_failures": dict(sorted(_EXCUSED.items())),
+        }
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(stats, out, indent=2, sort_keys=True)

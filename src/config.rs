@@ -92,6 +92,12 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
+    /// Threads per HTTP worker that run database calls. A few per core is
+    /// fastest (more only add context switches and lock contention: see the
+    /// Performance section of the README); keep DB_POOL_SIZE at least
+    /// workers x this.
+    #[arg(long, env = "BLOCKING_THREADS", default_value_t = 4)]
+    pub blocking_threads: usize,
     /// Database connections kept at most.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
@@ -120,6 +126,7 @@ impl ServeArgs {
             bind_addr: self.bind_addr.clone(),
             workers: self.workers,
             rate_limit: RateLimitSettings::new(self.rate_limit_rps, self.rate_limit_burst),
+            blocking_threads: Some(self.blocking_threads),
             cors_allowed_origins: self
                 .cors_allowed_origins
                 .iter()

@@ -15,6 +15,11 @@ use flashback_devices::{
     state::AppState,
 };
 
+/// glibc's allocator spends much of a request in malloc/free and in arena
+/// locks under many threads (the profile in bench/README.md); mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for configuration and start-up errors (bad URL, unreachable database, bad secret).
 const EXIT_CONFIG: u8 = 2;
 

@@ -31,6 +31,8 @@ pub struct ServerOptions {
     pub rate_limit: Option<RateLimitSettings>,
     /// Origins allowed to call the API from a browser; empty: CORS off.
     pub cors_allowed_origins: Vec<String>,
+    /// Threads per worker for database calls (actix's default: 512 / workers).
+    pub blocking_threads: Option<usize>,
 }
 
 impl ServerOptions {
@@ -41,6 +43,7 @@ impl ServerOptions {
             workers: Some(1),
             rate_limit: None,
             cors_allowed_origins: Vec::new(),
+            blocking_threads: None,
         }
     }
 }
@@ -102,6 +105,9 @@ pub fn run(
     .listen(listener)?;
     if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));
+    }
+    if let Some(threads) = options.blocking_threads {
+        server = server.worker_max_blocking_threads(threads.max(1));
     }
     Ok(server.run())
 }

@@ -7,7 +7,12 @@ pub mod models;
 pub mod schema;
 pub mod sessions;
 
-use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use parking_lot::Mutex;
 
@@ -276,13 +281,18 @@ impl Db {
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.
+    ///
+    /// The wait is bounded by the pool's acquire timeout counted from *now*:
+    /// time spent queued for a blocking thread counts against it, so a request
+    /// gets its 503 in bounded time even when the database hangs.
     pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.clone();
-        actix_web::web::block(move || db.run_blocking(work))
+        let deadline = Instant::now() + self.acquire_timeout;
+        actix_web::web::block(move || db.run_until(deadline, work))
             .await
             .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
     }
@@ -297,14 +307,15 @@ impl Db {
     {
         const ATTEMPTS: usize = 3;
         let db = self.clone();
+        let deadline = Instant::now() + self.acquire_timeout;
         actix_web::web::block(move || {
             let _turn = match &db.sqlite_write_lane {
-                Some(lane) => Some(lane.try_lock_for(db.acquire_timeout).ok_or_else(|| {
+                Some(lane) => Some(lane.try_lock_until(deadline).ok_or_else(|| {
                     DbError::Unavailable("timed out waiting for the SQLite write lane".into())
                 })?),
                 None => None,
             };
-            db.run_blocking(|conn| {
+            db.run_until(deadline, |conn| {
                 let mut attempt = 1;
                 loop {
                     match write_transaction(conn, &work) {
@@ -321,15 +332,29 @@ impl Db {
         .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
     }
 
-    /// Runs `work` with a pooled connection on this thread: for the CLI,
-    /// start-up, and the blocking pool behind [`Db::run`].
+    /// Runs `work` with a pooled connection on this thread (the CLI and
+    /// start-up, which run outside actix).
     pub fn run_blocking<T>(
         &self,
         work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
+        self.run_until(Instant::now() + self.acquire_timeout, work)
+    }
+
+    fn run_until<T>(
+        &self,
+        deadline: Instant,
+        work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
+    ) -> Result<T, DbError> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Err(DbError::Unavailable(
+                "timed out queued for a database thread".into(),
+            ));
+        }
         let mut pooled = self
             .pool
-            .get()
+            .get_timeout(wait)
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         let outcome = work(&mut pooled.conn).map_err(DbError::classify);
         if let Err(DbError::Unavailable(_)) = &outcome {

@@ -35,11 +35,7 @@
 # well as the 404 ones; trustDevice's fingerprint likewise. Invalid (negative)
 # values are never replaced.
 #
-# Exclusions: no check is turned off. contract/hooks.py's `filter_failure`
-# excuses one exact answer: the router's 404 {"success":false,"error":"Not
-# found"} to a method the spec does not declare on a path (check
-# `unsupported_method`, ST204, wants 405): see `_router_404_for_undeclared_method`
-# there for the reason; the excused requests are listed after the run.
+# Exclusions: none; every check is on and no failure is filtered.
 # contract/schemathesis.toml keeps the fuzzing phase from drawing path ids
 # from earlier responses, which made it stop after ~15 cases per operation
 # (reason there).

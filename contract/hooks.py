@@ -28,7 +28,6 @@ reaches its success path (the script explains the whole run at its top):
   stays negative and a positive one stays positive.
 - `authenticated_requests_accepted`: a check that fails any request that
   carried one of our valid tokens (security not negated) and got 401.
-- `filter_failure`: the one narrow exclusion, see `_router_404_for_undeclared_method`.
 - `after_call`: counts the requests each operation got, by status, and
   writes them as JSON to $CONTRACT_STATS when the run ends; the script prints
   them and checks them.
@@ -213,42 +212,10 @@ def authenticated_requests_accepted(ctx, response, case):
     )
 
 
-def _router_404_for_undeclared_method(failure, response) -> bool:
-    """The deliberate 404 for a method the spec does not declare on a path.
-
-    Schemathesis' `unsupported_method` check (ST204) wants 405 with `Allow`
-    for e.g. `TRACE /devices`. RFC 9110 allows 405 there but does not require
-    it; this server deliberately answers every request outside the spec with
-    the router's 404 `{"success": false, "error": "Not found"}` (pinned by
-    tests/api/routing.rs `nothing_outside_the_spec_is_mounted`). Only that
-    exact answer is excused: any other status (a 2xx would mean an undeclared
-    method is served) or body still fails the run.
-    """
-    if getattr(failure, "code", None) != "ST204" or getattr(failure, "failure_reason", None) != "wrong_status":
-        return False
-    if response.status_code != 404:
-        return False
-    try:
-        body = json.loads(response.text)
-    except ValueError:
-        return False
-    return body == {"success": False, "error": "Not found"}
-
-
 # What the run saw, written to $CONTRACT_STATS at exit: requests per operation
-# and status, and the failures `filter_failure` excused.
+# and status.
 _COUNTS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-_EXCUSED: collections.Counter = collections.Counter()
 _COUNTS_LOCK = threading.Lock()
-
-
-@schemathesis.hook
-def filter_failure(context, failure, case, response):
-    if not _router_404_for_undeclared_method(failure, response):
-        return True
-    with _COUNTS_LOCK:
-        _EXCUSED[f"{failure.code} {response.request.method} {case.path}: {response.status_code}"] += 1
-    return False
 
 
 @schemathesis.hook
@@ -270,7 +237,6 @@ def _write_stats() -> None:
         stats = {
             "requests": {op: dict(sorted(c.items())) for op, c in sorted(_COUNTS.items())},
             "throwaway_sessions": dict(sorted(_MINTED.items())),
-            "excused_failures": dict(sorted(_EXCUSED.items())),
         }
     with open(path, "w", encoding="utf-8") as out:
         json.dump(stats, out, indent=2, sort_keys=True)

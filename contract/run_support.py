@@ -122,17 +122,6 @@ def check_stats(spec_path: str, stats_path: str, min_cases: str) -> None:
     minted = stats.get("throwaway_sessions", {})
     print("throwaway sessions minted for destructive cases: "
           + ", ".join(f"{op}: {n}" for op, n in minted.items()))
-    excused = stats.get("excused_failures", {})
-    if excused:
-        # Keys look like "ST204 TRACE /devices: 404".
-        by_path: dict[str, list[str]] = {}
-        for what in excused:
-            _code, method, rest = what.split(" ", 2)
-            by_path.setdefault(rest, []).append(method)
-        print(f"excused by contract/hooks.py filter_failure: {sum(excused.values())} ST204 "
-              "(undeclared method answered with the router's 404):")
-        for path, methods in sorted(by_path.items()):
-            print(f"  {path} <- {', '.join(sorted(methods))}")
     if problems:
         sys.exit("coverage too thin:\n  " + "\n  ".join(problems))
 

@@ -9,7 +9,7 @@ use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
 };
 
-use super::types::{ErrorResponse, StandardFailures};
+use super::types::{ErrorResponse, StandardFailures, OPERATIONS};
 use crate::{
     auth::{CallError, SESSION_INACTIVE},
     db::DbError,
@@ -139,7 +139,44 @@ pub fn path_error_handler(error: PathError, _request: &HttpRequest) -> actix_web
     ApiError::bad_request(format!("Invalid path parameter: {cause}")).into()
 }
 
-/// Answers every request that matches no operation of the spec.
-pub async fn route_not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("Not found"))
+/// Answers every request that matches no operation of the spec: 405 with
+/// `Allow` when the path is one of the spec's with another method, else 404.
+pub async fn route_not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allowed = allowed_methods(request.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found("Not found"));
+    }
+    Ok(HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allowed.join(", ")))
+        .json(ErrorResponse::new("Method not allowed")))
+}
+
+/// The methods the spec documents for a concrete path. As in OpenAPI's
+/// matching, the most specific template wins (a literal segment over a
+/// `{param}`, which matches any non-empty segment).
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let matching: Vec<_> = OPERATIONS
+        .iter()
+        .filter(|operation| {
+            let template: Vec<&str> = operation.path.split('/').collect();
+            template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+        })
+        .collect();
+    let Some(fewest_params) = matching.iter().map(|o| o.path.matches('{').count()).min() else {
+        return Vec::new();
+    };
+    let mut methods = Vec::new();
+    for operation in matching {
+        if operation.path.matches('{').count() == fewest_params
+            && !methods.contains(&operation.method)
+        {
+            methods.push(operation.method);
+        }
+    }
+    methods
 }

@@ -9,6 +9,8 @@ pub mod sessions;
 pub mod types;
 
 use actix_web::web;
+
+use self::types::OPERATIONS;
 use utoipa::{
     openapi::{
         header::HeaderBuilder,
@@ -112,16 +114,30 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// Mounts every operation of the spec, and nothing else.
+///
+/// As OpenAPI matches a concrete path before a templated one, so does the
+/// router: the operations on literal paths come first, then a catch-all per
+/// literal path (any other method is a 405 there, so `GET /devices/trust`
+/// never reaches `getDevice` as `id = "trust"`), then the templated paths.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(devices::list_devices)
         .service(devices::trust_device)
-        .service(devices::get_device)
-        .service(devices::delete_device)
-        .service(devices::untrust_device)
         .service(sessions::list_sessions)
         .service(sessions::revoke_all_sessions)
-        .service(sessions::revoke_session)
-        .service(sessions::session_heartbeat)
         .service(health::get_health)
         .service(health::get_readiness);
+    let mut literal_paths: Vec<&str> = OPERATIONS
+        .iter()
+        .map(|o| o.path)
+        .filter(|p| !p.contains('{'))
+        .collect();
+    literal_paths.dedup();
+    for path in literal_paths {
+        cfg.service(web::resource(path).to(error::route_not_found));
+    }
+    cfg.service(devices::get_device)
+        .service(devices::delete_device)
+        .service(devices::untrust_device)
+        .service(sessions::revoke_session)
+        .service(sessions::session_heartbeat);
 }

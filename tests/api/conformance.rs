@@ -28,19 +28,26 @@ fn template_matches(template: &str, path: &str) -> bool {
             .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }
 
-/// The operation serving `method path`, as the router picks it: a literal
-/// path wins over a template.
+/// The operation serving `method path`, matched as OpenAPI does: the most
+/// specific path template (fewest parameters) first, then the method.
 pub fn find_operation(method: &str, path: &str) -> Option<(String, &'static Value)> {
     let method = method.to_ascii_lowercase();
     let paths = spec()["paths"].as_object()?;
-    let mut candidates: Vec<(&String, &Value)> = paths
+    let matching: Vec<(&String, &Value)> = paths
         .iter()
-        .filter(|(template, item)| template_matches(template, path) && item.get(&method).is_some())
+        .filter(|(template, _)| template_matches(template, path))
         .collect();
-    candidates.sort_by_key(|(template, _)| template.matches('{').count());
-    candidates
-        .first()
-        .map(|(template, item)| ((*template).clone(), &item[&method]))
+    let fewest = matching
+        .iter()
+        .map(|(template, _)| template.matches('{').count())
+        .min()?;
+    matching
+        .into_iter()
+        .filter(|(template, item)| {
+            template.matches('{').count() == fewest && item.get(&method).is_some()
+        })
+        .map(|(template, item)| (template.clone(), &item[&method]))
+        .next()
 }
 
 fn resolve(node: &Value) -> &Value {

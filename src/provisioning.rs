@@ -177,86 +177,80 @@ pub fn seed_demo_if_empty(
         return Ok(None);
     }
     let day = Duration::from_secs(24 * 3600);
-    let sign_in_as = |name: &str,
-                      fingerprint: &str,
-                      kind: DeviceType,
-                      os: &str,
-                      browser: &str,
-                      ip: &str,
-                      location: &str,
-                      trusted: bool| SignIn {
-        user_id: DEMO_USER.into(),
-        device_name: name.into(),
-        fingerprint: Some(fingerprint.into()),
-        device_type: kind,
-        os: os.into(),
-        browser: browser.into(),
-        user_agent: Some(format!("Mozilla/5.0 ({os}) {browser}")),
-        ip_address: Some(ip.into()),
-        location: Some(location.into()),
-        login_method: "password".into(),
-        ttl: day,
-        trusted,
+    struct Demo {
+        name: &'static str,
+        fingerprint: &'static str,
+        kind: DeviceType,
+        os: &'static str,
+        browser: &'static str,
+        ip: &'static str,
+        location: &'static str,
+        trusted: bool,
+    }
+    let laptop = Demo {
+        name: "Work laptop",
+        fingerprint: "demo-laptop",
+        kind: DeviceType::Desktop,
+        os: "macOS 15",
+        browser: "Firefox 133",
+        ip: "203.0.113.7",
+        location: "Lisbon, Portugal",
+        trusted: true,
     };
-    let main = sign_in(
-        db,
-        tokens,
-        policy,
-        sign_in_as(
-            "Work laptop",
-            "demo-laptop",
-            DeviceType::Desktop,
-            "macOS 15",
-            "Firefox 133",
-            "203.0.113.7",
-            "Lisbon, Portugal",
-            true,
-        ),
-    )?;
-    sign_in(
-        db,
-        tokens,
-        policy,
-        sign_in_as(
-            "Work laptop",
-            "demo-laptop",
-            DeviceType::Desktop,
-            "macOS 15",
-            "Safari 18",
-            "203.0.113.7",
-            "Lisbon, Portugal",
-            true,
-        ),
-    )?;
-    sign_in(
-        db,
-        tokens,
-        policy,
-        sign_in_as(
-            "Phone",
-            "demo-phone",
-            DeviceType::Mobile,
-            "Android 15",
-            "Chrome 131",
-            "198.51.100.23",
-            "Porto, Portugal",
-            true,
-        ),
-    )?;
-    sign_in(
-        db,
-        tokens,
-        policy,
-        sign_in_as(
-            "Old tablet",
-            "demo-tablet",
-            DeviceType::Tablet,
-            "iPadOS 17",
-            "Safari 17",
-            "192.0.2.44",
-            "Madrid, Spain",
-            false,
-        ),
-    )?;
-    Ok(Some(main))
+    // The first session's token is the one shown.
+    let demo = [
+        Demo {
+            browser: "Safari 18",
+            ..laptop
+        },
+        Demo {
+            name: "Phone",
+            fingerprint: "demo-phone",
+            kind: DeviceType::Mobile,
+            os: "Android 15",
+            browser: "Chrome 131",
+            ip: "198.51.100.23",
+            location: "Porto, Portugal",
+            trusted: true,
+        },
+        Demo {
+            name: "Old tablet",
+            fingerprint: "demo-tablet",
+            kind: DeviceType::Tablet,
+            os: "iPadOS 17",
+            browser: "Safari 17",
+            ip: "192.0.2.44",
+            location: "Madrid, Spain",
+            trusted: false,
+        },
+    ];
+    let mut issued = Vec::new();
+    for Demo {
+        name,
+        fingerprint,
+        kind,
+        os,
+        browser,
+        ip,
+        location,
+        trusted,
+    } in std::iter::once(laptop).chain(demo)
+    {
+        let request = SignIn {
+            user_id: DEMO_USER.into(),
+            device_name: name.into(),
+            fingerprint: Some(fingerprint.into()),
+            device_type: kind,
+            os: os.into(),
+            browser: browser.into(),
+            user_agent: Some(format!("Mozilla/5.0 ({os}) {browser}")),
+            ip_address: Some(ip.into()),
+            location: Some(location.into()),
+            login_method: "password".into(),
+            ttl: day,
+            trusted,
+        };
+        issued.push(sign_in(db, tokens, policy, request)?);
+    }
+    Ok(issued.into_iter().next())
 }

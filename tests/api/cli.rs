@@ -206,3 +206,68 @@ fn openapi_prints_the_spec() {
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(&parsed, crate::conformance::spec());
 }
+
+#[tokio::test]
+async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = binary()
+        .arg("serve")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("demo.db").display()),
+        )
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("RATE_LIMIT_RPS", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let swagger = lines.next().unwrap().unwrap();
+    let base = swagger
+        .strip_prefix("Swagger UI: ")
+        .and_then(|url| url.strip_suffix("/swagger-ui/"))
+        .unwrap_or_else(|| panic!("first line names Swagger UI: {swagger}"))
+        .to_owned();
+    assert!(lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .starts_with("Demo token for user `demo-user`"));
+    let token = lines.next().unwrap().unwrap();
+    let client = reqwest::Client::new();
+    let devices: serde_json::Value = client
+        .get(format!("{base}/devices"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions: serde_json::Value = client
+        .get(format!("{base}/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 3, "{devices}");
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        4,
+        "{sessions}"
+    );
+    let trusted = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["isTrusted"] == true)
+        .count();
+    assert_eq!(trusted, 2);
+}

@@ -6,7 +6,7 @@
 
 use std::future::{ready, Ready};
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use diesel::result::Error as DieselError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -182,10 +182,14 @@ impl TokenKeys {
     }
 
     /// The user a request's bearer token names, if its signature and claims
-    /// hold (the session is not checked): the rate limiter's key.
+    /// hold (the session is not checked): the rate limiter's key. The claims
+    /// are kept in the request so that [`Bearer`] does not verify them again.
     pub fn verified_subject(&self, request: &HttpRequest) -> Option<String> {
         let token = bearer_token(request).ok()?;
-        self.verify(token).ok().map(|claims| claims.sub)
+        let claims = self.verify(token).ok()?;
+        let subject = claims.sub.clone();
+        request.extensions_mut().insert(VerifiedClaims(claims));
+        Some(subject)
     }
 }
 
@@ -318,11 +322,17 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// Claims the rate limiter already verified for this request.
+struct VerifiedClaims(Claims);
+
 impl FromRequest for Bearer {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        if let Some(VerifiedClaims(claims)) = request.extensions_mut().remove::<VerifiedClaims>() {
+            return ready(Ok(Bearer { claims }));
+        }
         ready(bearer_token(request).and_then(|token| {
             let state = request
                 .app_data::<web::Data<AppState>>()

@@ -50,24 +50,12 @@ impl ApiError {
         }
     }
 
-    pub fn unavailable(internal: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            public: UNAVAILABLE.into(),
-            internal: Some(internal.into()),
-        }
-    }
-
     pub fn internal(internal: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             public: "Internal server error".into(),
             internal: Some(internal.into()),
         }
-    }
-
-    pub fn public_message(&self) -> &str {
-        &self.public
     }
 }
 

@@ -1,7 +1,5 @@
 //! Extractors shared by the handlers: validated path ids and JSON bodies.
 
-use std::{fmt, ops::Deref};
-
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::{de::DeserializeOwned, Deserialize, Deserializer};
@@ -10,9 +8,6 @@ use super::{error::ApiError, types::Validate};
 
 /// Longest identifier a path may carry (the spec's `maxLength`).
 pub const MAX_ID_LEN: usize = 64;
-/// The spec's `pattern` for identifiers.
-pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
-
 /// A device or session identifier from the path, checked against the spec's
 /// `minLength`/`maxLength`/`pattern` before anything reaches the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,19 +28,6 @@ impl ResourceId {
 
     pub fn into_inner(self) -> String {
         self.0
-    }
-}
-
-impl Deref for ResourceId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

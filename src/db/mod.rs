@@ -221,11 +221,11 @@ impl DbError {
     }
 }
 
-/// The pool plus the knowledge of which backend it talks to.
+/// The pool, and for SQLite the queue its writers wait in. Cheap to clone
+/// (a few reference counts), as every database call does.
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<ConnectionManager>,
-    url: DatabaseUrl,
     /// SQLite admits one writer at a time, and its busy handler polls with
     /// sleeps, so writers racing for the lock are served unfairly (seconds of
     /// p99 under load). Writers of this process queue here instead, holding no
@@ -270,14 +270,9 @@ impl Db {
         let sqlite_write_lane = url.is_sqlite().then(|| Arc::new(Mutex::new(())));
         Ok(Self {
             pool,
-            url,
             sqlite_write_lane,
             acquire_timeout: settings.acquire_timeout,
         })
-    }
-
-    pub fn url(&self) -> &DatabaseUrl {
-        &self.url
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.

@@ -12,11 +12,7 @@ use diesel::result::Error as DieselError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    api::error::ApiError,
-    db::{self, AnyConnection, Db, DbError},
-    state::AppState,
-};
+use crate::db::{self, AnyConnection, Db, DbError};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC output.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -25,7 +21,10 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// Clock skew tolerated on `exp`/`nbf`, in seconds (the crate's default is 60).
 pub const LEEWAY_SECONDS: u64 = 5;
 
-const REJECTED: &str = "Invalid or expired token";
+/// The public message of a 401 for a token that is present but not acceptable.
+pub const REJECTED: &str = "Invalid or expired token";
+/// The public message of a 401 for a request without a token.
+pub const MISSING: &str = "Missing bearer token";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -230,9 +229,6 @@ pub enum CallError {
     Db(#[from] DbError),
 }
 
-/// The public message of a 401 for a well-formed token whose session is over.
-pub const SESSION_INACTIVE: &str = "Session is no longer active";
-
 impl Bearer {
     /// Checks the session, then runs `work` as the caller, on one connection.
     pub async fn run<T, F>(self, db: &Db, work: F) -> Result<T, CallError>
@@ -287,35 +283,57 @@ fn authenticate(
     })
 }
 
+/// Why a request's bearer token was refused before any database call: a
+/// public message for the 401 body and the reason for the log (it names the
+/// failed check, never the token). The HTTP answer is made in `api::error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{public}: {reason}")]
+pub struct Refused {
+    pub public: &'static str,
+    pub reason: String,
+}
+
+impl Refused {
+    fn missing() -> Self {
+        Self {
+            public: MISSING,
+            reason: "no Authorization header".into(),
+        }
+    }
+
+    fn rejected(reason: impl Into<String>) -> Self {
+        Self {
+            public: REJECTED,
+            reason: reason.into(),
+        }
+    }
+
+    /// No token at all, as opposed to one that was present but refused.
+    pub fn is_missing(&self) -> bool {
+        self.public == MISSING
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header, refusing anything
 /// else (other schemes, a doubled `Bearer`, empty or over-long tokens).
-fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
+fn bearer_token(request: &HttpRequest) -> Result<&str, Refused> {
     let mut values = request.headers().get_all(header::AUTHORIZATION);
-    let value = values
-        .next()
-        .ok_or_else(|| ApiError::unauthorized("Missing bearer token", "no Authorization header"))?;
+    let value = values.next().ok_or_else(Refused::missing)?;
     if values.next().is_some() {
-        return Err(ApiError::unauthorized(
-            REJECTED,
-            "more than one Authorization header",
-        ));
+        return Err(Refused::rejected("more than one Authorization header"));
     }
-    let value = value.to_str().map_err(|_| {
-        ApiError::unauthorized(REJECTED, "Authorization header is not visible ASCII")
-    })?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        ApiError::unauthorized(REJECTED, "Authorization header is not `Bearer <token>`")
-    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| Refused::rejected("Authorization header is not visible ASCII"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| Refused::rejected("Authorization header is not `Bearer <token>`"))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::unauthorized(
-            REJECTED,
-            "Authorization scheme is not Bearer",
-        ));
+        return Err(Refused::rejected("Authorization scheme is not Bearer"));
     }
     let token = token.trim();
     if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.contains(' ') {
-        return Err(ApiError::unauthorized(
-            REJECTED,
+        return Err(Refused::rejected(
             "bearer token is empty, too long or has spaces",
         ));
     }
@@ -325,8 +343,11 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
 /// Claims the rate limiter already verified for this request.
 struct VerifiedClaims(Claims);
 
+/// Verifies the request's token with the [`TokenKeys`] registered as app
+/// data (`web::Data<TokenKeys>`); the session is checked later, in the
+/// operation's own database call.
 impl FromRequest for Bearer {
-    type Error = ApiError;
+    type Error = Refused;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
@@ -334,14 +355,12 @@ impl FromRequest for Bearer {
             return ready(Ok(Bearer { claims }));
         }
         ready(bearer_token(request).and_then(|token| {
-            let state = request
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::internal("AppState is not registered"))?;
-            // The reason goes to the log (it names the failed check, never the token).
-            let claims = state
-                .tokens
+            let keys = request
+                .app_data::<web::Data<TokenKeys>>()
+                .expect("startup registers web::Data<TokenKeys>");
+            let claims = keys
                 .verify(token)
-                .map_err(|e| ApiError::unauthorized(REJECTED, format!("token refused: {e}")))?;
+                .map_err(|e| Refused::rejected(format!("token refused: {e}")))?;
             Ok(Bearer { claims })
         }))
     }

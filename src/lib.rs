@@ -14,3 +14,4 @@ pub mod middleware;
 pub mod provisioning;
 pub mod startup;
 pub mod state;
+pub mod telemetry;

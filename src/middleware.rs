@@ -22,7 +22,7 @@ use actix_web::{
 };
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::{api::types::ErrorResponse, state::AppState};
+use crate::{api::types::ErrorResponse, auth::TokenKeys};
 
 /// Requests per second and burst allowed to one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +105,8 @@ pub async fn rate_limit(
             .map(ServiceResponse::map_into_left_body);
     };
     let subject = request
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| state.tokens.verified_subject(request.request()));
+        .app_data::<web::Data<TokenKeys>>()
+        .and_then(|keys| keys.verified_subject(request.request()));
     let key = match (subject, request.peer_addr()) {
         (Some(user), _) => ClientKey::User(user),
         (None, Some(peer)) => ClientKey::Peer(peer.ip()),
@@ -224,8 +224,17 @@ fn error_response(status: StatusCode) -> HttpResponse {
 pub fn cors(allowed_origins: &[String]) -> Cors {
     let mut cors = Cors::default()
         .allowed_methods(["GET", "POST", "DELETE"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("x-request-id"),
+        ])
         .max_age(3600);
     for origin in allowed_origins {
         cors = cors.allowed_origin(origin);

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use actix_web::{
     dev::Server,
     middleware::{from_fn, Condition, Logger},
-    web, App, HttpServer,
+    web, App, HttpMessage, HttpServer,
 };
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     docs,
     middleware::{self, ClientRateLimiter, RateLimitSettings},
     state::AppState,
+    telemetry::{self, RequestId},
 };
 
 /// Largest JSON body accepted (the only body, trustDevice's, is tiny).
@@ -76,33 +77,48 @@ pub fn run(
         .rate_limit
         .map(|settings| web::Data::new(ClientRateLimiter::new(settings)));
     let origins = options.cors_allowed_origins.clone();
-    let mut server = HttpServer::new(move || {
-        let mut app = App::new().app_data(state.clone());
-        if let Some(limiter) = &limiter {
-            app = app.app_data(limiter.clone());
-        }
-        app.app_data(
-            web::JsonConfig::default()
-                .limit(MAX_JSON_BODY)
-                .content_type_required(true)
-                .error_handler(error::json_error_handler),
-        )
-        .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-        .configure(api::configure)
-        .configure(docs::configure)
-        .default_service(web::to(error::route_not_found))
-        // Innermost first: the limiter sees requests after CORS has answered preflights.
-        .wrap(from_fn(middleware::rate_limit))
-        .wrap(Condition::new(
-            !origins.is_empty(),
-            middleware::cors(&origins),
-        ))
-        .wrap(from_fn(middleware::json_errors))
-        .wrap(from_fn(middleware::security_headers))
-        // The request line and status only: the Authorization header is never logged.
-        .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
-    })
-    .listen(listener)?;
+    // The token extractor and the rate limiter need only the keys, not the whole state.
+    let token_keys = web::Data::new(state.tokens.clone());
+    let mut server =
+        HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(state.clone())
+                .app_data(token_keys.clone());
+            if let Some(limiter) = &limiter {
+                app = app.app_data(limiter.clone());
+            }
+            app.app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_JSON_BODY)
+                    .content_type_required(true)
+                    .error_handler(error::json_error_handler),
+            )
+            .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+            .configure(api::configure)
+            .configure(docs::configure)
+            .default_service(web::to(error::route_not_found))
+            // Innermost first: the limiter sees requests after CORS has answered preflights.
+            .wrap(from_fn(middleware::rate_limit))
+            .wrap(Condition::new(
+                !origins.is_empty(),
+                middleware::cors(&origins),
+            ))
+            .wrap(from_fn(middleware::json_errors))
+            .wrap(from_fn(middleware::security_headers))
+            // The request line, status and request id only: the Authorization
+            // header is never logged.
+            .wrap(
+                Logger::new(r#"%a "%r" %s %b %Dms request_id=%{request_id}xi"#)
+                    .custom_request_replace("request_id", |request| {
+                        request
+                            .extensions()
+                            .get::<RequestId>()
+                            .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
+                    }),
+            )
+            .wrap(from_fn(telemetry::request_id))
+        })
+        .listen(listener)?;
     if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));
     }

@@ -50,12 +50,13 @@
 //!   (RFC 9110 and RFC 7235 make them case-insensitive);
 //! - a number compares by value (`1` and `1.0` are the same).
 //!
-//! What utoipa's attributes cannot say: `headers(...)` in `#[utoipa::path]`
-//! takes a Rust type only, and no Rust type gives the spec's `Retry-After`
-//! schema (`type: integer, minimum: 1`, no `format`). `ApiDoc`'s
-//! `SharedResponseHeaders` modifier adds that header (and `WWW-Authenticate`)
-//! to the 429 (and 401) responses, as the spec's shared `TooManyRequests`
-//! (and `Unauthorized`) responses declare them; nothing here is relaxed for it.
+//! Where utoipa's side comes from: each handler's `#[utoipa::path]`, the
+//! shared pieces of `src/api/common.rs` that handlers list (the 400, 401,
+//! 429, 503 and device 404 responses with their headers, the path ids), and
+//! `ApiDoc`'s default `security` and modifiers (the `bearerAuth` scheme, the
+//! `X-Request-Id` parameter and response header on every operation). Each is
+//! declared once, as the spec declares it once under `components`; nothing
+//! here is relaxed for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1014,7 +1015,12 @@ fn operation_field_changes_are_reported() {
         let schema = "/paths/~1sessions/get/responses/200/content/application~1json/schema/$ref";
         *at(doc, schema) = json!("#/components/schemas/MessageResponse");
         remove(doc, "/paths/~1devices~1trust/post/requestBody");
-        remove(doc, "/paths/~1sessions~1revoke-all/post/security");
+        // Inherits the document's bearerAuth in utoipa's document; opting out is a change.
+        *at(doc, "/paths/~1sessions~1revoke-all/post")
+            .as_object_mut()
+            .unwrap()
+            .entry("security")
+            .or_insert(json!(null)) = json!([{}]);
         remove(
             doc,
             "/paths/~1devices/get/responses/401/headers/WWW-Authenticate",
@@ -1043,6 +1049,18 @@ fn operation_field_changes_are_reported() {
 #[test]
 fn equivalent_spellings_are_not_differences() {
     let differences = differences_after(|doc| {
+        // The document's default `security` written out on every operation
+        // that inherits it, as the spec does, is the same thing.
+        let default = remove(doc, "/security");
+        for item in at(doc, "/paths").as_object_mut().unwrap().values_mut() {
+            for operation in item.as_object_mut().unwrap().values_mut() {
+                if let Some(operation) = operation.as_object_mut() {
+                    operation
+                        .entry("security")
+                        .or_insert_with(|| default.clone());
+                }
+            }
+        }
         // "No auth": [{}] (utoipa's), [] and a missing `security` alike.
         *at(doc, "/paths/~1healthz/get/security") = json!([]);
         remove(doc, "/paths/~1readyz/get/security");

@@ -4,6 +4,7 @@ use actix_web::{delete, get, post, web};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use super::{
+    common::{BadRequest, DeviceIdParam, DeviceNotFound, SecuredFailures},
     error::failure,
     extract::{IdPath, ValidatedJson},
     types::{
@@ -93,14 +94,10 @@ fn device_not_found() -> ErrorResponse {
 /// List the caller's devices
 #[utoipa::path(
     operation_id = "listDevices",
-    tag = "devices",
-    security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The caller's devices.", body = DeviceListResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 500, description = "The devices could not be read.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        SecuredFailures,
     )
 )]
 #[get("/devices")]
@@ -116,24 +113,19 @@ pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> respons
             success: true,
             devices: rows.into_iter().map(|row| device(row, now)).collect(),
         }),
-        Err(e) => failure("listDevices", e, "Failed to retrieve devices"),
+        Err(e) => failure(e, "Failed to retrieve devices"),
     }
 }
 
 /// Trust one of the caller's devices
 #[utoipa::path(
     operation_id = "trustDevice",
-    tag = "devices",
-    security(("bearerAuth" = [])),
     request_body(content = TrustDeviceRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The device is trusted until `trustExpiresAt`.", body = TrustDeviceResponse),
-        (status = 400, description = "Malformed request.", body = ErrorResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 404, description = "The caller has no device with that fingerprint.", body = ErrorResponse),
         (status = 500, description = "The device could not be trusted.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        BadRequest, SecuredFailures,
     )
 )]
 #[post("/devices/trust")]
@@ -156,24 +148,18 @@ pub async fn trust_device(
             trust_expires_at: utc(until),
         }),
         Ok(false) => responses::TrustDevice::NotFound(device_not_found()),
-        Err(e) => failure("trustDevice", e, "Failed to trust device"),
+        Err(e) => failure(e, "Failed to trust device"),
     }
 }
 
 /// Get one device with its active sessions
 #[utoipa::path(
     operation_id = "getDevice",
-    tag = "devices",
-    security(("bearerAuth" = [])),
-    params(("id" = String, Path, description = "Device identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    params(DeviceIdParam),
     responses(
         (status = 200, description = "The device and its active sessions.", body = DeviceDetailsResponse),
-        (status = 400, description = "Malformed request.", body = ErrorResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
-        (status = 404, description = "The caller has no device with that identifier.", body = ErrorResponse),
         (status = 500, description = "The device could not be read.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        BadRequest, DeviceNotFound, SecuredFailures,
     )
 )]
 #[get("/devices/{id}")]
@@ -199,24 +185,18 @@ pub async fn get_device(
             device: device_details(row, sessions, now),
         }),
         Ok(None) => responses::GetDevice::NotFound(device_not_found()),
-        Err(e) => failure("getDevice", e, "Failed to retrieve device details"),
+        Err(e) => failure(e, "Failed to retrieve device details"),
     }
 }
 
 /// Untrust a device and end its sessions
 #[utoipa::path(
     operation_id = "untrustDevice",
-    tag = "devices",
-    security(("bearerAuth" = [])),
-    params(("id" = String, Path, description = "Device identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    params(DeviceIdParam),
     responses(
         (status = 200, description = "The device is untrusted and none of its sessions is active.", body = MessageResponse),
-        (status = 400, description = "Malformed request.", body = ErrorResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
-        (status = 404, description = "The caller has no device with that identifier.", body = ErrorResponse),
         (status = 500, description = "The device could not be untrusted; nothing was changed.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        BadRequest, DeviceNotFound, SecuredFailures,
     )
 )]
 #[post("/devices/{id}/untrust")]
@@ -236,24 +216,18 @@ pub async fn untrust_device(
             responses::UntrustDevice::Ok(MessageResponse::new("Device untrusted successfully"))
         }
         Ok(false) => responses::UntrustDevice::NotFound(device_not_found()),
-        Err(e) => failure("untrustDevice", e, "Failed to untrust device"),
+        Err(e) => failure(e, "Failed to untrust device"),
     }
 }
 
 /// Remove a device
 #[utoipa::path(
     operation_id = "deleteDevice",
-    tag = "devices",
-    security(("bearerAuth" = [])),
-    params(("id" = String, Path, description = "Device identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    params(DeviceIdParam),
     responses(
         (status = 200, description = "The device and its sessions are gone.", body = MessageResponse),
-        (status = 400, description = "Malformed request.", body = ErrorResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
-        (status = 404, description = "The caller has no device with that identifier.", body = ErrorResponse),
         (status = 500, description = "The device could not be removed.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        BadRequest, DeviceNotFound, SecuredFailures,
     )
 )]
 #[delete("/devices/{id}")]
@@ -273,6 +247,6 @@ pub async fn delete_device(
             responses::DeleteDevice::Ok(MessageResponse::new("Device removed successfully"))
         }
         Ok(false) => responses::DeleteDevice::NotFound(device_not_found()),
-        Err(e) => failure("deleteDevice", e, "Failed to remove device"),
+        Err(e) => failure(e, "Failed to remove device"),
     }
 }

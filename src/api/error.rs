@@ -11,12 +11,14 @@ use actix_web::{
 
 use super::types::{ErrorResponse, StandardFailures, OPERATIONS};
 use crate::{
-    auth::{CallError, SESSION_INACTIVE},
+    auth::{CallError, Refused},
     db::DbError,
 };
 
 /// The public message of every 503.
 pub const UNAVAILABLE: &str = "Service temporarily unavailable";
+/// The public message of a 401 for a well-formed token whose session is over.
+pub const SESSION_INACTIVE: &str = "Session is no longer active";
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -31,14 +33,6 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             public: public.into(),
             internal: None,
-        }
-    }
-
-    pub fn unauthorized(public: &str, internal: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            public: public.into(),
-            internal: Some(internal.into()),
         }
     }
 
@@ -86,11 +80,28 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A token refused before any database call: 401 with `WWW-Authenticate`.
+impl ResponseError for Refused {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            public: self.public.into(),
+            internal: Some(self.reason.clone()),
+        }
+        .error_response()
+    }
+}
+
 /// Maps a failure of an authenticated database call to the operation's own
 /// 401, 500 or 503, logging the cause: the handler edge of every secured
 /// operation goes through here. Only the operation's public message, or the
 /// generic ones, reach the client.
-pub fn failure<R: StandardFailures>(operation: &str, error: CallError, public: &str) -> R {
+pub fn failure<R: StandardFailures>(error: CallError, public: &str) -> R {
+    let operation = R::OPERATION_ID;
     match error {
         CallError::SessionInactive { .. } => {
             log::info!("{operation}: 401: {error}");

@@ -8,6 +8,8 @@ use super::{error::ApiError, types::Validate};
 
 /// Longest identifier a path may carry (the spec's `maxLength`).
 pub const MAX_ID_LEN: usize = 64;
+/// The spec's `pattern` of path ids, which [`ResourceId::parse`] enforces.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
 /// A device or session identifier from the path, checked against the spec's
 /// `minLength`/`maxLength`/`pattern` before anything reaches the database.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use crate::state::AppState;
 /// Liveness probe
 #[utoipa::path(
     operation_id = "getHealth",
-    tag = "health",
     security(()),
     responses((status = 200, description = "The process is up.", body = HealthResponse))
 )]
@@ -23,7 +22,6 @@ pub async fn get_health() -> responses::GetHealth {
 /// Readiness probe
 #[utoipa::path(
     operation_id = "getReadiness",
-    tag = "health",
     security(()),
     responses(
         (status = 200, description = "The database answers; the server can take traffic.", body = HealthResponse),

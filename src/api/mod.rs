@@ -1,6 +1,7 @@
 //! The HTTP API: handlers grouped by the spec's tags (one function per
 //! operationId), the utoipa document they declare, and the router.
 
+pub mod common;
 pub mod devices;
 pub mod error;
 pub mod extract;
@@ -10,39 +11,57 @@ pub mod types;
 
 use actix_web::web;
 
-use self::types::OPERATIONS;
+use self::{common::RequestIdEverywhere, types::OPERATIONS};
 use utoipa::{
-    openapi::{
-        header::HeaderBuilder,
-        path::{Operation, PathItem},
-        schema::{ObjectBuilder, Type},
-        security::{Http, HttpAuthScheme, SecurityScheme},
-        RefOr,
-    },
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
     Modify, OpenApi,
 };
 
-/// The document the handlers' annotations add up to. It is not served (the
-/// spec file is); a contract test proves it and `openapi/openapi.yaml` agree.
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        devices::list_devices,
-        devices::trust_device,
-        devices::get_device,
-        devices::delete_device,
-        devices::untrust_device,
-        sessions::list_sessions,
-        sessions::revoke_all_sessions,
-        sessions::revoke_session,
-        sessions::session_heartbeat,
-        health::get_health,
-        health::get_readiness,
-    ),
-    modifiers(&BearerAuth, &SharedResponseHeaders)
-)]
-pub struct ApiDoc;
+/// Declares [`ApiDoc`] and [`configure`] from the one list of handlers that
+/// `build.rs` derives from the spec (see `types::with_operation_handlers`):
+/// an operation of the spec without its handler does not compile, and no
+/// handler outside the spec is mounted or documented.
+macro_rules! declare_api {
+    (concrete: [$($concrete:path),*], templated: [$($templated:path),*],) => {
+        /// The document the handlers' annotations add up to. It is not served
+        /// (the spec file is); a contract test proves it and
+        /// `openapi/openapi.yaml` agree.
+        #[derive(OpenApi)]
+        #[openapi(
+            paths($($concrete,)* $($templated,)*),
+            security(("bearerAuth" = [])),
+            modifiers(&BearerAuth, &RequestIdEverywhere)
+        )]
+        pub struct ApiDoc;
 
+        /// Mounts every operation of the spec, and nothing else.
+        ///
+        /// As OpenAPI matches a concrete path before a templated one, so does
+        /// the router: the operations on concrete paths first, then a
+        /// catch-all per concrete path (any other method is a 405 there, so
+        /// `GET /devices/trust` never reaches `getDevice` as `id = "trust"`),
+        /// then the templated paths.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.service($concrete);)*
+            let mut concrete_paths: Vec<&str> = OPERATIONS
+                .iter()
+                .map(|o| o.path)
+                .filter(|p| !p.contains('{'))
+                .collect();
+            concrete_paths.sort_unstable();
+            concrete_paths.dedup();
+            for path in concrete_paths {
+                cfg.service(web::resource(path).to(error::route_not_found));
+            }
+            $(cfg.service($templated);)*
+        }
+    };
+}
+
+types::with_operation_handlers!(declare_api);
+
+/// `bearerAuth`, the scheme the document's default `security` names; the
+/// probes opt out with `security(())`.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -52,92 +71,4 @@ impl Modify for BearerAuth {
         scheme.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
     }
-}
-
-/// The headers of the spec's shared responses (`components.responses`):
-/// `Unauthorized` (401) carries `WWW-Authenticate`, `TooManyRequests` (429)
-/// `Retry-After`. Added once here rather than on every handler, as the spec
-/// declares them once: `headers(...)` in `#[utoipa::path]` takes only a Rust
-/// type, which cannot say `type: integer, minimum: 1` without a `format`.
-struct SharedResponseHeaders;
-
-impl Modify for SharedResponseHeaders {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for operation in openapi.paths.paths.values_mut().flat_map(operations_mut) {
-            for (status, response) in operation.responses.responses.iter_mut() {
-                let RefOr::T(response) = response else {
-                    continue;
-                };
-                let (name, header) = match status.as_str() {
-                    "401" => (
-                        "WWW-Authenticate",
-                        HeaderBuilder::new()
-                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                            .description(Some("The authentication scheme to use.")),
-                    ),
-                    "429" => (
-                        "Retry-After",
-                        HeaderBuilder::new()
-                            .schema(Some(
-                                ObjectBuilder::new()
-                                    .schema_type(Type::Integer)
-                                    .minimum(Some(1)),
-                            ))
-                            .description(Some("Seconds to wait before retrying.")),
-                    ),
-                    _ => continue,
-                };
-                response
-                    .headers
-                    .entry(name.to_owned())
-                    .or_insert_with(|| RefOr::T(header.build()));
-            }
-        }
-    }
-}
-
-fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-        &mut item.query,
-    ]
-    .into_iter()
-    .flatten()
-    .chain(item.additional_operations.values_mut())
-}
-
-/// Mounts every operation of the spec, and nothing else.
-///
-/// As OpenAPI matches a concrete path before a templated one, so does the
-/// router: the operations on literal paths come first, then a catch-all per
-/// literal path (any other method is a 405 there, so `GET /devices/trust`
-/// never reaches `getDevice` as `id = "trust"`), then the templated paths.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(devices::list_devices)
-        .service(devices::trust_device)
-        .service(sessions::list_sessions)
-        .service(sessions::revoke_all_sessions)
-        .service(health::get_health)
-        .service(health::get_readiness);
-    let mut literal_paths: Vec<&str> = OPERATIONS
-        .iter()
-        .map(|o| o.path)
-        .filter(|p| !p.contains('{'))
-        .collect();
-    literal_paths.dedup();
-    for path in literal_paths {
-        cfg.service(web::resource(path).to(error::route_not_found));
-    }
-    cfg.service(devices::get_device)
-        .service(devices::delete_device)
-        .service(devices::untrust_device)
-        .service(sessions::revoke_session)
-        .service(sessions::session_heartbeat);
 }

@@ -3,6 +3,7 @@
 use actix_web::{get, post, web};
 
 use super::{
+    common::{BadRequest, SecuredFailures, SessionIdParam},
     devices::utc,
     error::failure,
     extract::IdPath,
@@ -34,14 +35,10 @@ fn session(listed: SessionWithDevice) -> Session {
 /// List the caller's active sessions
 #[utoipa::path(
     operation_id = "listSessions",
-    tag = "sessions",
-    security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The caller's active sessions.", body = SessionListResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 500, description = "The sessions could not be read.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        SecuredFailures,
     )
 )]
 #[get("/sessions")]
@@ -56,21 +53,17 @@ pub async fn list_sessions(bearer: Bearer, state: web::Data<AppState>) -> respon
             success: true,
             sessions: rows.into_iter().map(session).collect(),
         }),
-        Err(e) => failure("listSessions", e, "Failed to retrieve sessions"),
+        Err(e) => failure(e, "Failed to retrieve sessions"),
     }
 }
 
 /// Sign out everywhere
 #[utoipa::path(
     operation_id = "revokeAllSessions",
-    tag = "sessions",
-    security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "No session of the caller is active any more.", body = MessageResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 500, description = "The sessions could not be revoked; nothing was changed.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        SecuredFailures,
     )
 )]
 #[post("/sessions/revoke-all")]
@@ -87,24 +80,19 @@ pub async fn revoke_all_sessions(
         Ok(_) => responses::RevokeAllSessions::Ok(MessageResponse::new(
             "All sessions revoked successfully",
         )),
-        Err(e) => failure("revokeAllSessions", e, "Failed to revoke all sessions"),
+        Err(e) => failure(e, "Failed to revoke all sessions"),
     }
 }
 
 /// End one session
 #[utoipa::path(
     operation_id = "revokeSession",
-    tag = "sessions",
-    security(("bearerAuth" = [])),
-    params(("id" = String, Path, description = "Session identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    params(SessionIdParam),
     responses(
         (status = 200, description = "The session is revoked.", body = MessageResponse),
-        (status = 400, description = "Malformed request.", body = ErrorResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 404, description = "The caller has no active session with that identifier.", body = ErrorResponse),
         (status = 500, description = "The session could not be revoked.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        BadRequest, SecuredFailures,
     )
 )]
 #[post("/sessions/{id}/revoke")]
@@ -124,24 +112,19 @@ pub async fn revoke_session(
             responses::RevokeSession::Ok(MessageResponse::new("Session revoked successfully"))
         }
         Ok(false) => responses::RevokeSession::NotFound(ErrorResponse::new("Session not found")),
-        Err(e) => failure("revokeSession", e, "Failed to revoke session"),
+        Err(e) => failure(e, "Failed to revoke session"),
     }
 }
 
 /// Keep a session alive
 #[utoipa::path(
     operation_id = "sessionHeartbeat",
-    tag = "sessions",
-    security(("bearerAuth" = [])),
-    params(("id" = String, Path, description = "Session identifier", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")),
+    params(SessionIdParam),
     responses(
         (status = 200, description = "The session's expiry moved to `newExpiry`.", body = SessionHeartbeatResponse),
-        (status = 400, description = "Malformed request.", body = ErrorResponse),
-        (status = 401, description = "Missing, invalid or expired token, or inactive session.", body = ErrorResponse),
-        (status = 429, description = "Too many requests; retry after `Retry-After` seconds.", body = ErrorResponse),
         (status = 404, description = "The caller has no session with that identifier, or it is revoked or expired.", body = ErrorResponse),
         (status = 500, description = "The session could not be updated.", body = ErrorResponse),
-        (status = 503, description = "The database cannot be reached right now.", body = ErrorResponse),
+        BadRequest, SecuredFailures,
     )
 )]
 #[post("/sessions/{id}/heartbeat")]
@@ -167,6 +150,6 @@ pub async fn session_heartbeat(
         Ok(false) => responses::SessionHeartbeat::NotFound(ErrorResponse::new(
             "Session not found or expired",
         )),
-        Err(e) => failure("sessionHeartbeat", e, "Failed to update session"),
+        Err(e) => failure(e, "Failed to update session"),
     }
 }

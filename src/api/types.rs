@@ -13,6 +13,8 @@ pub trait Validate {
 /// generator implements it for each response enum that has all three, so the
 /// handler edge can map data-access failures in one place.
 pub trait StandardFailures {
+    /// The operation whose responses these are (for the log).
+    const OPERATION_ID: &'static str;
     fn unauthorized(body: ErrorResponse) -> Self;
     fn internal_server_error(body: ErrorResponse) -> Self;
     fn service_unavailable(body: ErrorResponse) -> Self;

@@ -26,6 +26,7 @@ pub fn generate(spec: &Value) -> Result<String, String> {
     }
     let operations = collect_operations(spec)?;
     generate_operation_table(&mut out, &operations);
+    generate_handler_list(&mut out, &operations);
     generate_response_enums(&mut out, &operations);
     Ok(out)
 }
@@ -278,6 +279,8 @@ struct Operation {
     id: String,
     method: String,
     path: String,
+    /// The handler that serves it: `{first tag}::{operationId in snake case}`.
+    handler: String,
     secured: bool,
     /// (status, body type) in the document's order.
     responses: Vec<(u16, String)>,
@@ -303,6 +306,7 @@ fn collect_operations(spec: &Value) -> Result<Vec<Operation>, String> {
                 .get("operationId")
                 .and_then(Value::as_str)
                 .ok_or(format!("{at}: no operationId"))?;
+            let handler = handler_path(operation, id, &at)?;
             let secured = match operation.get("security") {
                 Some(security) => is_secured(Some(security)),
                 None => global_secured,
@@ -331,12 +335,42 @@ fn collect_operations(spec: &Value) -> Result<Vec<Operation>, String> {
                 id: id.to_owned(),
                 method: method.to_uppercase(),
                 path: path.clone(),
+                handler,
                 secured,
                 responses,
             });
         }
     }
     Ok(operations)
+}
+
+/// The handler of an operation, by convention: the function named after its
+/// operationId (`untrustDevice` → `untrust_device`) in the module named after
+/// its first tag (`devices`). A missing handler is then a compile error
+/// naming both, and neither the router nor the utoipa document can leave an
+/// operation out.
+fn handler_path(operation: &Value, id: &str, at: &str) -> Result<String, String> {
+    let tag = operation
+        .pointer("/tags/0")
+        .and_then(Value::as_str)
+        .ok_or(format!(
+            "{at}/tags: the first tag names the handler's module"
+        ))?;
+    let is_identifier = |name: &str| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !is_identifier(tag) || tag.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{at}/tags/0: {tag:?} must be a lower-case Rust identifier (it names the handler's module)"
+        ));
+    }
+    if !is_identifier(id) {
+        return Err(format!(
+            "{at}/operationId: {id:?} must be letters and digits (it names the handler)"
+        ));
+    }
+    Ok(format!("{tag}::{}", snake_case(id)))
 }
 
 fn is_secured(security: Option<&Value>) -> bool {
@@ -372,6 +406,30 @@ fn generate_operation_table(out: &mut String, operations: &[Operation]) {
     out.push_str("];\n\n");
 }
 
+/// `with_operation_handlers!(callback)` calls
+/// `callback! { concrete: [handlers...], templated: [handlers...] }` with the
+/// handler of every operation, split as OpenAPI matching needs it: a
+/// concrete path is matched before a templated one (so `GET /devices/trust`
+/// is never `getDevice` with id `trust`). Document order within each group.
+fn generate_handler_list(out: &mut String, operations: &[Operation]) {
+    out.push_str(concat!(
+        "/// Calls `$callback! { concrete: [module::handler, ...], templated: [...] }`\n",
+        "/// with the handler of every operation of the spec.\n",
+        "macro_rules! with_operation_handlers {\n",
+        "    ($callback:ident) => {\n",
+        "        $callback! {\n",
+    ));
+    for (group, templated) in [("concrete", false), ("templated", true)] {
+        let handlers: Vec<&str> = operations
+            .iter()
+            .filter(|op| op.path.contains('{') == templated)
+            .map(|op| op.handler.as_str())
+            .collect();
+        let _ = writeln!(out, "            {group}: [{}],", handlers.join(", "));
+    }
+    out.push_str("        }\n    };\n}\npub(crate) use with_operation_handlers;\n\n");
+}
+
 /// One enum per operation with exactly the statuses it documents, in the
 /// manner of oapi-codegen's strict server: a handler returning it cannot
 /// answer a status its operation does not document.
@@ -397,7 +455,12 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
             );
         }
         out.push_str("    }\n\n");
-        let _ = writeln!(out, "    impl {name} {{\n        /// The HTTP status of this response.\n        pub fn status(&self) -> u16 {{\n            match self {{");
+        let _ = writeln!(
+            out,
+            "    impl {name} {{\n        /// The operation these responses belong to.\n        pub const OPERATION_ID: &'static str = {:?};\n",
+            op.id
+        );
+        let _ = writeln!(out, "        /// The HTTP status of this response.\n        pub fn status(&self) -> u16 {{\n            match self {{");
         for (status, _) in &op.responses {
             let _ = writeln!(
                 out,
@@ -414,7 +477,7 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
         if has(401) && has(500) && has(503) {
             let _ = writeln!(
                 out,
-                "    impl StandardFailures for {name} {{\n        fn unauthorized(body: ErrorResponse) -> Self {{ Self::Unauthorized(body) }}\n        fn internal_server_error(body: ErrorResponse) -> Self {{ Self::InternalServerError(body) }}\n        fn service_unavailable(body: ErrorResponse) -> Self {{ Self::ServiceUnavailable(body) }}\n    }}\n"
+                "    impl StandardFailures for {name} {{\n        const OPERATION_ID: &'static str = {name}::OPERATION_ID;\n        fn unauthorized(body: ErrorResponse) -> Self {{ Self::Unauthorized(body) }}\n        fn internal_server_error(body: ErrorResponse) -> Self {{ Self::InternalServerError(body) }}\n        fn service_unavailable(body: ErrorResponse) -> Self {{ Self::ServiceUnavailable(body) }}\n    }}\n"
             );
         }
         let _ = writeln!(out, "    impl actix_web::Responder for {name} {{");

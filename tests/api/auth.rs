@@ -1,5 +1,6 @@
 //! Bearer authentication: what is refused, always as 401 with the JSON body.
 
+use flashback_devices::api::types::OPERATIONS;
 use reqwest::Method;
 
 use crate::{backend_test, helpers::*};
@@ -14,23 +15,16 @@ fn forge(claims: serde_json::Value, secret: &[u8]) -> String {
 }
 
 backend_test!(every_secured_operation_refuses_a_missing_token, |app| {
-    let paths = [
-        (Method::GET, "/devices"),
-        (Method::POST, "/devices/trust"),
-        (Method::GET, "/devices/x"),
-        (Method::DELETE, "/devices/x"),
-        (Method::POST, "/devices/x/untrust"),
-        (Method::GET, "/sessions"),
-        (Method::POST, "/sessions/revoke-all"),
-        (Method::POST, "/sessions/x/revoke"),
-        (Method::POST, "/sessions/x/heartbeat"),
-    ];
-    for (method, path) in paths {
-        let response = app.call(method.clone(), path, None, None).await;
+    let secured = OPERATIONS.iter().filter(|operation| operation.secured);
+    for operation in secured {
+        let method = Method::from_bytes(operation.method.as_bytes()).unwrap();
+        let path = operation.path.replace("{id}", "x");
+        let response = app.call(method.clone(), &path, None, None).await;
         assert_eq!(response.status, 401, "{method} {path}");
         assert_eq!(response.body, error_body("Missing bearer token"));
         assert_eq!(response.header("www-authenticate"), Some("Bearer"));
     }
+    assert!(OPERATIONS.iter().filter(|o| o.secured).count() >= 9);
 });
 
 backend_test!(bad_tokens_are_refused, |app| {

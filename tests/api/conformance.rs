@@ -1,7 +1,10 @@
 //! Every response a test receives is checked against `openapi/openapi.yaml`:
 //! its status must be documented for the operation, and its body must
 //! validate (JSON Schema 2020-12, formats included) against that status's
-//! schema. A response that breaks either fails the test that made it.
+//! schema. Every header the response documents must validate against its
+//! schema when present, and `X-Request-Id`, which every response of the spec
+//! documents, must be present. A response that breaks any of these fails the
+//! test that made it.
 
 use std::sync::OnceLock;
 
@@ -93,4 +96,41 @@ pub fn check(method: &str, path: &str, status: u16, body: &Value) {
         "{id} ({method} {template}) status {status}: body does not match its schema: {}\nbody: {body}",
         errors.join("; ")
     );
+}
+
+/// The documented response headers of `method path` at `status`: each one
+/// present must match its schema; `X-Request-Id` must be present.
+pub fn check_headers(method: &str, path: &str, status: u16, headers: &reqwest::header::HeaderMap) {
+    let (template, operation) = find_operation(method, path).expect("checked by `check`");
+    let id = operation["operationId"].as_str().unwrap_or("?");
+    let response = resolve(&operation["responses"][status.to_string()]);
+    let documented = response["headers"].as_object();
+    assert!(
+        documented.is_some_and(|h| h.contains_key("X-Request-Id")),
+        "{id} ({method} {template}) status {status}: the spec does not document X-Request-Id"
+    );
+    for (name, header) in documented.into_iter().flatten() {
+        let header = resolve(header);
+        let Some(value) = headers.get(name.as_str()) else {
+            assert_ne!(
+                name, "X-Request-Id",
+                "{id} ({method} {template}) status {status}: no X-Request-Id header"
+            );
+            continue;
+        };
+        let value = value.to_str().expect("a visible ASCII header");
+        let instance = match header["schema"]["type"].as_str() {
+            Some("integer") => value.parse::<i64>().map_or(json!(value), |n| json!(n)),
+            _ => json!(value),
+        };
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&header["schema"])
+            .expect("header schema compiles");
+        assert!(
+            validator.is_valid(&instance),
+            "{id} ({method} {template}) status {status}: header {name}: {value:?} does not match {}",
+            header["schema"]
+        );
+    }
 }

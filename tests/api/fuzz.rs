@@ -2,6 +2,7 @@
 //! failure in the JSON shape, and the server still answers afterwards.
 //! `FUZZ_REQUESTS` (default 2000) and `FUZZ_SEED` tune a run.
 
+use flashback_devices::api::types::OPERATIONS;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use reqwest::Method;
 
@@ -47,21 +48,26 @@ fn random_segment(rng: &mut StdRng) -> String {
 }
 
 fn random_path(rng: &mut StdRng) -> String {
-    let templates = [
-        "/devices",
-        "/devices/trust",
-        "/devices/{}",
-        "/devices/{}/untrust",
-        "/sessions",
-        "/sessions/revoke-all",
-        "/sessions/{}/revoke",
-        "/sessions/{}/heartbeat",
-        "/healthz",
-        "/readyz",
-        "/{}",
-        "/{}/{}",
-        "/devices/{}/{}",
-    ];
+    // Every path of the spec, with each parameter a random segment, and a
+    // few shapes outside it.
+    let templates: Vec<String> = OPERATIONS
+        .iter()
+        .map(|operation| {
+            operation
+                .path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "{}"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .chain(["/{}", "/{}/{}", "/devices/{}/{}"].map(String::from))
+        .collect();
     let mut path = templates[rng.random_range(0..templates.len())].to_owned();
     while path.contains("{}") {
         path = path.replacen("{}", &random_segment(rng), 1);

@@ -166,10 +166,22 @@ async fn cors_allows_configured_origins_only() {
         .header("access-control-allow-methods")
         .unwrap()
         .contains("POST"));
+    let allowed_headers = allowed
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
 
     let refused = into_test_response(preflight("https://evil.example").send().await.unwrap()).await;
     assert!((400..500).contains(&refused.status), "{}", refused.status);
     assert!(refused.header("access-control-allow-origin").is_none());
+    assert!(
+        refused.header("x-request-id").is_some(),
+        "refusals carry an id"
+    );
     assert_eq!(
         refused.body["success"], false,
         "refusals keep the JSON shape: {}",
@@ -186,6 +198,12 @@ async fn cors_allows_configured_origins_only() {
         simple.header("access-control-allow-origin"),
         Some("https://app.example")
     );
+    // A page may read the id of the answer it got, to report it.
+    let exposed = simple
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
     let foreign = app
         .client
         .get(app.url("/devices"))

@@ -256,6 +256,7 @@ impl TestApp {
     ) -> TestResponse {
         let response = self.call_unchecked(method.clone(), path, token, body).await;
         conformance::check(method.as_str(), path, response.status, &response.body);
+        conformance::check_headers(method.as_str(), path, response.status, &response.headers);
         response
     }
 
@@ -305,6 +306,7 @@ impl TestApp {
     ) -> TestResponse {
         let response = into_test_response(request.send().await.expect("request")).await;
         conformance::check(method, path, response.status, &response.body);
+        conformance::check_headers(method, path, response.status, &response.headers);
         response
     }
 

@@ -9,5 +9,6 @@ mod devices;
 mod fuzz;
 mod hardening;
 mod races;
+mod request_ids;
 mod routing;
 mod sessions;

@@ -82,6 +82,7 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     )
     .unwrap();
     let state = flashback_devices::state::AppState {
+        cursor_key: flashback_devices::cursor::CursorKey::load(&db).unwrap(),
         db,
         tokens: flashback_devices::auth::TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap(),
         policy: Default::default(),

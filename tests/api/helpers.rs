@@ -9,6 +9,7 @@ use diesel::{pg::PgConnection, sql_query, Connection, RunQueryDsl};
 use flashback_devices::{
     api::types::DeviceType,
     auth::TokenKeys,
+    cursor::CursorKey,
     db::{DatabaseUrl, Db, PoolSettings},
     provisioning::{self, IssuedSession, SignIn},
     startup::{Application, ServerOptions},
@@ -173,16 +174,20 @@ impl TestApp {
             }
         };
         let parsed = DatabaseUrl::parse(&database_url).expect("test database URL");
-        let db = tokio::task::spawn_blocking(move || Db::open(parsed, pool))
-            .await
-            .unwrap()
-            .expect("open test database");
+        let (db, cursor_key) = tokio::task::spawn_blocking(move || {
+            let db = Db::open(parsed, pool).expect("open test database");
+            let cursor_key = CursorKey::load(&db).expect("cursor key");
+            (db, cursor_key)
+        })
+        .await
+        .unwrap();
         let tokens = setup.tokens;
         let policy = Policy::default();
         let state = AppState {
             db: db.clone(),
             tokens: tokens.clone(),
             policy,
+            cursor_key,
         };
         let app = Application::build(state, &setup.options).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -108,6 +108,30 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     assert_eq!(device["deviceType"], "TABLET");
     assert_eq!(device["isTrusted"], true);
     assert_eq!(device["city"], "Porto");
+    assert_eq!(device["isCurrent"], true);
+
+    // The sign-in is on record: started, then trusted, by no session of the
+    // API (the command line), from the address it gave.
+    let events: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/security-events"))
+        .bearer_auth(issued["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = events["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["DEVICE_TRUSTED", "SESSION_STARTED"]);
+    let started = &events[1];
+    assert_eq!(started["sessionId"], issued["sessionId"]);
+    assert_eq!(started["deviceId"], issued["deviceId"]);
+    assert_eq!(started["deviceName"], "Carol laptop");
+    assert_eq!(started["actorSessionId"], serde_json::Value::Null);
+    assert_eq!(started["ipAddress"], "192.0.2.9");
+    assert_eq!(events[0]["deviceId"], issued["deviceId"]);
+    assert_eq!(events[0]["sessionId"], serde_json::Value::Null);
 }
 
 #[test]

@@ -5,10 +5,12 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod client_addr;
 mod devices;
 mod fuzz;
 mod hardening;
 mod races;
 mod request_ids;
 mod routing;
+mod security_events;
 mod sessions;

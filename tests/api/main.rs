@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod client_addr;
 mod devices;
+mod examples;
 mod fuzz;
 mod hardening;
 mod races;

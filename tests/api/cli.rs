@@ -219,6 +219,30 @@ fn postgres_requires_a_jwt_secret_and_hides_passwords() {
 }
 
 #[test]
+fn a_bad_trusted_proxy_stops_serve_with_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .arg("serve")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("p.db").display()),
+        )
+        .env("JWT_SECRET", TEST_SECRET)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("TRUSTED_PROXIES", "10.0.0.1, proxy.internal")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "TRUSTED_PROXIES: `proxy.internal` is neither an IP address nor a CIDR range"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn openapi_prints_the_spec() {
     let yaml = binary().args(["openapi", "--yaml"]).output().unwrap();
     assert!(yaml.status.success());

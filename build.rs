@@ -1,10 +1,13 @@
 //! Validates `openapi/openapi.yaml` and generates the Rust types for its
 //! bodies, its operation table and one response enum per operation into
 //! `OUT_DIR/api_types.rs`. A spec that breaks a rule fails the build with the
-//! JSON pointer of each violation.
+//! JSON pointer of each violation. First, unless the `bundled-postgres`
+//! feature compiles libpq, it checks that the system's libpq can be linked.
 
 #[path = "src/build_support/codegen.rs"]
 mod codegen;
+#[path = "src/build_support/libpq.rs"]
+mod libpq;
 #[path = "src/build_support/validate.rs"]
 mod validate;
 
@@ -16,6 +19,15 @@ fn main() {
     println!("cargo:rerun-if-changed=openapi");
     println!("cargo:rerun-if-changed=schema");
     println!("cargo:rerun-if-changed=src/build_support");
+    println!("cargo:rerun-if-env-changed=PQ_LIB_DIR");
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // pq-sys links the system's libpq unless `bundled-postgres` compiles it.
+    if env::var_os("CARGO_FEATURE_BUNDLED_POSTGRES").is_none() {
+        if let Err(message) = libpq::probe("pq", &libpq::search_dirs(), &out_dir) {
+            fail(&message);
+        }
+    }
 
     let text =
         fs::read_to_string(SPEC).unwrap_or_else(|e| fail(&format!("{SPEC}: cannot read: {e}")));
@@ -33,8 +45,7 @@ fn main() {
     }
 
     let code = codegen::generate(&spec).unwrap_or_else(|e| fail(&format!("{SPEC}#{e}")));
-    let out =
-        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("api_types.rs");
+    let out = out_dir.join("api_types.rs");
     fs::write(&out, code)
         .unwrap_or_else(|e| fail(&format!("{}: cannot write: {e}", out.display())));
 }

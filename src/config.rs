@@ -18,6 +18,7 @@ use crate::{
     middleware::RateLimitSettings,
     startup::ServerOptions,
     state::Policy,
+    telemetry::logging::LogFormat,
 };
 
 #[derive(Debug, Parser)]
@@ -56,6 +57,15 @@ pub struct CommonArgs {
         global = true
     )]
     pub session_extension_seconds: u64,
+    /// How log lines are written: text (human-readable) or json (one object per line).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
 }
 
 impl CommonArgs {
@@ -118,6 +128,9 @@ pub struct ServeArgs {
         default_value = ""
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
+    #[arg(long, env = "METRICS_BIND_ADDR")]
+    pub metrics_bind_addr: Option<String>,
 }
 
 impl ServeArgs {
@@ -133,6 +146,11 @@ impl ServeArgs {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            metrics_bind_addr: self
+                .metrics_bind_addr
+                .as_ref()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
         }
     }
 

@@ -4,17 +4,17 @@
 use std::net::TcpListener;
 
 use actix_web::{
-    dev::Server,
-    middleware::{from_fn, Condition, Logger},
-    web, App, HttpMessage, HttpServer,
+    dev::{Server, ServerHandle},
+    middleware::{from_fn, Condition},
+    web, App, HttpServer,
 };
 
 use crate::{
-    api::{self, error},
+    api::{self, error, types::OPERATIONS},
     docs,
     middleware::{self, ClientRateLimiter, RateLimitSettings},
     state::AppState,
-    telemetry::{self, RequestId},
+    telemetry::{self, Metrics, MetricsListener},
 };
 
 /// Largest JSON body accepted (the only body, trustDevice's, is tiny).
@@ -23,6 +23,8 @@ pub const MAX_JSON_BODY: usize = 4 * 1024;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `METRICS_BIND_ADDR` listener's port and server, when there is one.
+    metrics: Option<(u16, Server)>,
 }
 
 pub struct ServerOptions {
@@ -34,6 +36,9 @@ pub struct ServerOptions {
     pub cors_allowed_origins: Vec<String>,
     /// Threads per worker for database calls (actix's default: 512 / workers).
     pub blocking_threads: Option<usize>,
+    /// Serve `getMetrics` on this address instead of `bind_addr` (which then
+    /// answers 404 there), so that it need not be exposed with the API.
+    pub metrics_bind_addr: Option<String>,
 }
 
 impl ServerOptions {
@@ -45,25 +50,81 @@ impl ServerOptions {
             rate_limit: None,
             cors_allowed_origins: Vec::new(),
             blocking_threads: None,
+            metrics_bind_addr: None,
         }
     }
 }
 
 impl Application {
+    /// Binds the listeners (the API's, and the metrics' when configured) and
+    /// builds the server's metrics registry, the database's series included.
     pub fn build(state: AppState, options: &ServerOptions) -> std::io::Result<Self> {
+        let metrics = Metrics::new(
+            OPERATIONS
+                .iter()
+                .map(|o| (o.method, o.path, o.operation_id)),
+        );
+        let db = state.db.clone();
+        metrics
+            .register_database(state.db.metrics(), move || db.pool_state())
+            .map_err(std::io::Error::other)?;
+
         let listener = TcpListener::bind(&options.bind_addr)?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, web::Data::new(state), options)?;
-        Ok(Self { port, server })
+        let metrics_listener = match &options.metrics_bind_addr {
+            Some(address) => {
+                let listener = TcpListener::bind(address).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("METRICS_BIND_ADDR {address}: {e}"))
+                })?;
+                Some((listener.local_addr()?.port(), listener))
+            }
+            None => None,
+        };
+        let server = run(
+            listener,
+            web::Data::new(state),
+            options,
+            metrics.clone(),
+            if metrics_listener.is_some() {
+                MetricsListener::Separate
+            } else {
+                MetricsListener::This
+            },
+        )?;
+        let metrics = match metrics_listener {
+            Some((port, listener)) => Some((port, run_metrics(listener, metrics)?)),
+            None => None,
+        };
+        Ok(Self {
+            port,
+            server,
+            metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM; in-flight requests finish first.
+    /// The port of the metrics listener, when `metrics_bind_addr` was given.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
+    /// metrics listener stops when the API server has.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics_server)) = self.metrics else {
+            return self.server.await;
+        };
+        let metrics_handle: ServerHandle = metrics_server.handle();
+        let api = async move {
+            let outcome = self.server.await;
+            metrics_handle.stop(true).await;
+            outcome
+        };
+        let (api, metrics) = futures_util::future::join(api, metrics_server).await;
+        api.and(metrics)
     }
 }
 
@@ -71,6 +132,8 @@ pub fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
     options: &ServerOptions,
+    metrics: Metrics,
+    metrics_listener: MetricsListener,
 ) -> std::io::Result<Server> {
     // One limiter shared by all workers, so a client's allowance is per process.
     let limiter = options
@@ -79,46 +142,45 @@ pub fn run(
     let origins = options.cors_allowed_origins.clone();
     // The token extractor and the rate limiter need only the keys, not the whole state.
     let token_keys = web::Data::new(state.tokens.clone());
-    let mut server =
-        HttpServer::new(move || {
-            let mut app = App::new()
-                .app_data(state.clone())
-                .app_data(token_keys.clone());
-            if let Some(limiter) = &limiter {
-                app = app.app_data(limiter.clone());
-            }
-            app.app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_JSON_BODY)
-                    .content_type_required(true)
-                    .error_handler(error::json_error_handler),
-            )
-            .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-            .configure(api::configure)
-            .configure(docs::configure)
-            .default_service(web::to(error::route_not_found))
-            // Innermost first: the limiter sees requests after CORS has answered preflights.
-            .wrap(from_fn(middleware::rate_limit))
-            .wrap(Condition::new(
-                !origins.is_empty(),
-                middleware::cors(&origins),
-            ))
-            .wrap(from_fn(middleware::json_errors))
-            .wrap(from_fn(middleware::security_headers))
-            // The request line, status and request id only: the Authorization
-            // header is never logged.
-            .wrap(
-                Logger::new(r#"%a "%r" %s %b %Dms request_id=%{request_id}xi"#)
-                    .custom_request_replace("request_id", |request| {
-                        request
-                            .extensions()
-                            .get::<RequestId>()
-                            .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
-                    }),
-            )
-            .wrap(from_fn(telemetry::request_id))
-        })
-        .listen(listener)?;
+    let connections = metrics.clone();
+    let metrics = web::Data::new(metrics);
+    let metrics_listener = web::Data::new(metrics_listener);
+    let mut server = HttpServer::new(move || {
+        let mut app = App::new()
+            .app_data(state.clone())
+            .app_data(token_keys.clone())
+            .app_data(metrics.clone())
+            .app_data(metrics_listener.clone());
+        if let Some(limiter) = &limiter {
+            app = app.app_data(limiter.clone());
+        }
+        app.app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BODY)
+                .content_type_required(true)
+                .error_handler(error::json_error_handler),
+        )
+        .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+        .configure(api::configure)
+        .configure(docs::configure)
+        .default_service(web::to(error::route_not_found))
+        // Innermost first: the limiter sees requests after CORS has answered preflights.
+        .wrap(from_fn(middleware::rate_limit))
+        .wrap(Condition::new(
+            !origins.is_empty(),
+            middleware::cors(&origins),
+        ))
+        .wrap(from_fn(middleware::json_errors))
+        .wrap(from_fn(middleware::security_headers))
+        // Request id, access log (the request line, status and request id
+        // only: the Authorization header is never logged) and metrics.
+        .wrap(from_fn(telemetry::instrument))
+    })
+    // The guard lives in the connection's extensions, dropped when it closes.
+    .on_connect(move |_, extensions| {
+        extensions.insert(connections.connection_guard());
+    })
+    .listen(listener)?;
     if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));
     }
@@ -126,4 +188,26 @@ pub fn run(
         server = server.worker_max_blocking_threads(threads.max(1));
     }
     Ok(server.run())
+}
+
+/// The `METRICS_BIND_ADDR` listener: `getMetrics` and nothing else, with the
+/// request id, headers and error shape of the API listener. One worker;
+/// stopped by [`Application::run_until_stopped`], not by signals.
+pub fn run_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result<Server> {
+    let metrics = web::Data::new(metrics);
+    let here = web::Data::new(MetricsListener::This);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .app_data(here.clone())
+            .service(api::health::get_metrics)
+            .default_service(web::to(error::metrics_route_not_found))
+            .wrap(from_fn(middleware::json_errors))
+            .wrap(from_fn(middleware::security_headers))
+            .wrap(from_fn(telemetry::instrument))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }

@@ -160,3 +160,45 @@ impl Carried {
         f()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_request_is_seen_in_its_future_and_on_the_threads_it_hands_work_to() {
+        assert!(current().is_none(), "no request outside one");
+        let context = RequestContext::new(RequestId::new_random(), Some("listDevices"));
+        let id = context.id().clone();
+        let (inside, on_thread) = context
+            .scope(async {
+                note_refusal(Refusal::BadToken);
+                let carried = Carried::capture();
+                let on_thread = std::thread::spawn(move || {
+                    let before = current().is_some();
+                    let during = carried.run(|| current().map(|c| c.id().clone()));
+                    let after = current().is_some();
+                    (before, during, after)
+                })
+                .join()
+                .unwrap();
+                (current().map(|c| c.id().clone()), on_thread)
+            })
+            .await;
+        assert_eq!(inside, Some(id.clone()));
+        assert_eq!(on_thread, (false, Some(id), false));
+        assert!(current().is_none(), "the scope ended with the future");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_recorded_on_the_request_only() {
+        note_refusal(Refusal::MissingToken); // outside any request: nowhere
+        let context = RequestContext::new(RequestId::new_random(), None);
+        assert_eq!(context.refusal(), None);
+        context
+            .clone()
+            .scope(async { note_refusal(Refusal::InactiveSession) })
+            .await;
+        assert_eq!(context.refusal(), Some(Refusal::InactiveSession));
+    }
+}

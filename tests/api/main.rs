@@ -8,6 +8,8 @@ mod cli;
 mod devices;
 mod fuzz;
 mod hardening;
+mod logs;
+mod metrics;
 mod races;
 mod request_ids;
 mod routing;

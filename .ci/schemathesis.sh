@@ -10,7 +10,7 @@
 #   2. creates the shared user `alice` with `flashback-devices session create`:
 #      four devices and sessions that are active, expired and revoked
 #      (contract/run_support.py fixtures);
-#   3. runs `st run` over all 11 operations, every phase (examples, coverage,
+#   3. runs `st run` over every operation of the spec, every phase (examples, coverage,
 #      fuzzing, stateful), positive AND negative data (--mode all), every
 #      built-in check (--checks all) plus contract/hooks.py's
 #      `authenticated_requests_accepted`, up to $MAX_EXAMPLES cases per

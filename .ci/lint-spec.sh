@@ -31,23 +31,9 @@ if [[ "$validator_out" != "$SPEC: OK" ]]; then
 fi
 
 step "Redocly CLI (contract/package-lock.json)"
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "Node.js and npm are needed for Redocly CLI" >&2
-  exit 1
-fi
-node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' || {
-  echo "Redocly CLI needs Node.js >= 20.19 (found $(node --version))" >&2
-  exit 1
-}
-if grep -q '"resolved"' contract/package-lock.json; then
-  echo "contract/package-lock.json must not record registry URLs (see contract/.npmrc)" >&2
-  exit 1
-fi
-stamp=contract/node_modules/.installed-package-lock.json
-if ! cmp -s contract/package-lock.json "$stamp"; then
-  (cd contract && npm ci --no-audit --no-fund --loglevel=error)
-  cp contract/package-lock.json "$stamp"
-fi
+# shellcheck source=contract/node-tools.sh
+source contract/node-tools.sh
+contract_node_tools
 export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
 redocly=contract/node_modules/.bin/redocly
 echo "redocly $("$redocly" --version 2>/dev/null)"

@@ -45,18 +45,21 @@ pub async fn instrument(
         let pattern = request.match_pattern()?;
         metrics.operation_id(request.method().as_str(), &pattern)
     });
-    let peer = request
-        .peer_addr()
-        .map_or_else(|| "-".to_owned(), |peer| peer.ip().to_string());
-    let request_line = format!(
-        "{} {} {:?}",
-        request.method(),
-        request
+    // Formatted only when the access log is on (`RUST_LOG=warn` turns it off).
+    let access = log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
+        let peer = request
+            .peer_addr()
+            .map_or_else(|| "-".to_owned(), |peer| peer.ip().to_string());
+        let target = request
             .uri()
             .path_and_query()
-            .map_or_else(|| request.path(), |p| p.as_str()),
-        request.version()
-    );
+            .map_or_else(|| request.path(), |p| p.as_str());
+        format!(
+            "{peer} \"{} {target} {:?}\"",
+            request.method(),
+            request.version()
+        )
+    });
     request.extensions_mut().insert(id.clone());
 
     let context = RequestContext::new(id, operation_id);
@@ -77,16 +80,18 @@ pub async fn instrument(
     if let Some(metrics) = &metrics {
         metrics.observe(operation_id, status, elapsed, context.refusal());
     }
-    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    context.sync_scope(|| {
-        log::info!(
-            target: ACCESS_LOG_TARGET,
-            status = status.as_u16(),
-            bytes = bytes,
-            latency_ms = latency_ms;
-            "{peer} \"{request_line}\""
-        );
-    });
+    if let Some(access) = access {
+        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        context.sync_scope(|| {
+            log::info!(
+                target: ACCESS_LOG_TARGET,
+                status = status.as_u16(),
+                bytes = bytes,
+                latency_ms = latency_ms;
+                "{access}"
+            );
+        });
+    }
 
     let mut response = outcome?;
     response

@@ -8,8 +8,9 @@
 #      target/schemathesis/ with a known JWT_SECRET and the rate limiter off
 #      (RATE_LIMIT_RPS=0), on a free loopback port; a trap stops it on exit;
 #   2. creates the shared user `alice` with `flashback-devices session create`:
-#      four devices and sessions that are active, expired and revoked
-#      (contract/run_support.py fixtures);
+#      four devices and sessions that are active, expired and revoked, and
+#      a real nextCursor of her security events (contract/run_support.py
+#      fixtures);
 #   3. runs `st run` over every operation of the spec, every phase (examples, coverage,
 #      fuzzing, stateful), positive AND negative data (--mode all), every
 #      built-in check (--checks all) plus contract/hooks.py's
@@ -20,20 +21,24 @@
 #      body) got fewer than $MIN_CASES requests; then checks that alice's token
 #      still works.
 #
-# How every operation runs authenticated although four of them end sessions
+# How every operation runs authenticated although five of them end sessions
 # (untrustDevice, deleteDevice and revokeSession when the id is the token's
-# own device or session, revokeAllSessions always): contract/hooks.py's auth
-# provider gives each test case of those four a session of its own, for a
-# throwaway user created just for that case (`session create --user st-…`),
-# so what a destructive case ends is only its own token. All other operations
+# own device or session, revokeAllSessions always, revokeOtherSessions every
+# session but the token's): contract/hooks.py's auth provider gives each test
+# case of those five a session of its own, for a throwaway user created just
+# for that case (`session create --user st-…`), so what a destructive case
+# ends is only its own user's sessions. All other operations
 # use alice's token, which is never sent to a destructive operation and so
 # stays valid for the whole run (checked at the end, and every authenticated
 # request answered 401 fails the run). Path ids: for about half the valid
 # generated ids the hooks substitute a real id of the caller (alice's devices
 # and sessions; for destructive cases the throwaway user's own device or
 # session, or a second one of that user), so the 200 paths are exercised as
-# well as the 404 ones; trustDevice's fingerprint likewise. Invalid (negative)
-# values are never replaced.
+# well as the 404 ones; trustDevice's fingerprint likewise. listSecurityEvents'
+# cursor is signed by the server, so a generated cursor that is valid per the
+# spec is always replaced with alice's real one (a made-up one would get the
+# documented 400, which positive_data_acceptance rightly calls a rejection of
+# valid data). Invalid (negative) values are never replaced.
 #
 # Exclusions: none; every check is on and no failure is filtered.
 # contract/schemathesis.toml keeps the fuzzing phase from drawing path ids

@@ -215,7 +215,7 @@ def cmd_seed(a):
     rows = Rows(now, rng)
     secret = a.secret
 
-    list_lines, get_lines, heartbeat_lines = [], [], []
+    list_lines, get_lines, heartbeat_lines, current_lines = [], [], [], []
     for u in range(a.users):
         user = f"bench-user-{u:05d}"
         device_ids = [rows.device(user, d, trusted=(d == 0 or d % 3 == 1)) for d in range(a.devices)]
@@ -229,6 +229,7 @@ def cmd_seed(a):
                     heartbeat_lines.append(f"POST /sessions/{sid}/heartbeat {token}")
         for token in caller_tokens:
             list_lines.append(f"GET /devices {token}")
+            current_lines.append(f"GET /sessions/current {token}")
         for d, device_id in enumerate(device_ids):
             get_lines.append(f"GET /devices/{device_id} {caller_tokens[d % len(caller_tokens)]}")
 
@@ -268,6 +269,7 @@ def cmd_seed(a):
 
     write("healthz.req", ["GET /healthz -"])
     write("list.req", list_lines)
+    write("current.req", current_lines)
     write("get.req", get_lines)
     write("untrust.req", untrust_lines)
     write("heartbeat.req", heartbeat_lines)
@@ -492,6 +494,7 @@ def cmd_growth_drive(a):
 
 SCENARIOS = {
     "healthz": "GET /healthz",
+    "current": "GET /sessions/current",
     "list": "GET /devices",
     "get": "GET /devices/{id}",
     "untrust": "POST /devices/{id}/untrust",

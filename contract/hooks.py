@@ -5,11 +5,14 @@ reaches its success path (the script explains the whole run at its top):
 
 - Authentication (`BearerTokens`, one global auth provider, no caching):
   * untrustDevice, deleteDevice, revokeSession and revokeAllSessions can end
-    the caller's own session. Every test case of these four gets a session of
-    its own: a throwaway user (`st-<random>`) is created for the case with
-    `flashback-devices session create`, and the case carries that token.
-    Nothing a destructive case does can reach another case's token, nor the
-    shared one below.
+    the caller's own session, and revokeOtherSessions ends every other
+    session of the caller (alice's fixtures among them, were alice the
+    caller). Every test case of these five gets a session of its own: a
+    throwaway user (`st-<random>`) is created for the case with
+    `flashback-devices session create` (for revokeOtherSessions with a
+    second session on another device, so there is something to revoke), and
+    the case carries that token. Nothing a destructive case does can reach
+    another case's token, nor the shared one below.
   * Every other operation uses the one token of the shared user `alice`,
     minted by the script. Alice's token is never sent to a destructive
     operation, so it stays valid for the whole run (the script checks that
@@ -26,6 +29,11 @@ reaches its success path (the script explains the whole run at its top):
     on the same device.
   Invalid values (negative cases) are never touched, so a negative case
   stays negative and a positive one stays positive.
+- Cursors: listSecurityEvents' `cursor` is opaque and signed by the server,
+  so no generator can make one up: a generated cursor that is valid per the
+  spec (a positive value) is always replaced with a real one, a nextCursor
+  of alice's (made by the script), and would otherwise be refused with the
+  400 the spec documents for it. Invalid cursors are kept, and get that 400.
 - `authenticated_requests_accepted`: a check that fails any request that
   carried one of our valid tokens (security not negated) and got 401.
 - `after_call`: counts the requests each operation got, by status, and
@@ -63,11 +71,17 @@ DESTRUCTIVE = {
     "DELETE /devices/{id}": "deleteDevice",
     "POST /sessions/{id}/revoke": "revokeSession",
     "POST /sessions/revoke-all": "revokeAllSessions",
+    "POST /sessions/revoke-others": "revokeOtherSessions",
 }
+
+# Operations without a path id: nothing of the caller's to substitute.
+WITHOUT_ID = {"revokeAllSessions", "revokeOtherSessions"}
 
 # The spec's `DeviceId` / `SessionId` schema, and `TrustDeviceRequest.fingerprint`.
 VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch
 MAX_FINGERPRINT = 256
+# The spec's schema of listSecurityEvents' `cursor`.
+VALID_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,256}")  # used with fullmatch
 
 
 def _bucket(value: object, buckets: int) -> int:
@@ -107,6 +121,8 @@ def _throwaway_session(operation_id: str) -> dict:
     session = _mint(user, fingerprint, f"{operation_id} device")
     session["operationId"] = operation_id
     session["fingerprint"] = fingerprint
+    if operation_id == "revokeOtherSessions":
+        _mint(user, f"fp-{uuid.uuid4().hex[:12]}", "other device")
     with _MINTED_LOCK:
         _MINTED[operation_id] += 1
     return session
@@ -116,7 +132,7 @@ def _use_real_id(case, session: dict) -> None:
     """For about half the valid generated ids: the throwaway user's own ids."""
     operation_id = session["operationId"]
     generated = (case.path_parameters or {}).get("id")
-    if operation_id == "revokeAllSessions" or not isinstance(generated, str):
+    if operation_id in WITHOUT_ID or not isinstance(generated, str):
         return
     if not VALID_ID.fullmatch(generated):
         return  # a negative case: keep it invalid
@@ -163,6 +179,12 @@ def map_case(context, case):
         _replace_path_id(case, SHARED["deviceIds"])
     elif label == "POST /sessions/{id}/heartbeat":
         _replace_path_id(case, SHARED["sessionIds"])
+    elif label == "GET /security-events":
+        query = case.query
+        if isinstance(query, dict):
+            cursor = query.get("cursor")
+            if isinstance(cursor, str) and VALID_CURSOR.fullmatch(cursor):
+                case.query = {**query, "cursor": SHARED["cursor"]}
     elif label == "POST /devices/trust":
         body = case.body
         if isinstance(body, dict):

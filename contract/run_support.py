@@ -61,6 +61,11 @@ def fixtures(binary: str, base_url: str, out_path: str) -> None:
     if revoked.status_code != 200:
         sys.exit(f"could not revoke the fixture session: {revoked.status_code} {revoked.text}")
     time.sleep(1.1)  # let the --ttl 1 session expire
+    # A real nextCursor of alice's (her sign-ins and the revocation are events).
+    page = requests.get(f"{base_url}/security-events", params={"limit": 1}, headers=headers, timeout=10)
+    cursor = page.json().get("nextCursor") if page.status_code == 200 else None
+    if not cursor:
+        sys.exit(f"could not get a cursor of alice's security events: {page.status_code} {page.text}")
     data = {
         "binary": binary,
         "shared": {
@@ -69,6 +74,9 @@ def fixtures(binary: str, base_url: str, out_path: str) -> None:
             "deviceIds": [s["deviceId"] for s in (laptop, phone, tablet, old)],
             "sessionIds": [s["sessionId"] for s in (laptop, phone, tablet, expired, old)],
             "fingerprints": ["fp-laptop", "fp-phone", "fp-tablet", "fp-old"],
+            "cursor": cursor,
+            # Active besides the token's own: no case may end them (revokeOtherSessions would).
+            "siblingSessionIds": [phone["sessionId"], tablet["sessionId"]],
         },
     }
     with open(out_path, "w", encoding="utf-8") as out:
@@ -77,12 +85,21 @@ def fixtures(binary: str, base_url: str, out_path: str) -> None:
 
 def token_still_valid(base_url: str, fixtures_path: str) -> None:
     with open(fixtures_path, encoding="utf-8") as file:
-        token = json.load(file)["shared"]["token"]
-    response = requests.get(f"{base_url}/devices", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        shared = json.load(file)["shared"]
+    headers = {"Authorization": f"Bearer {shared['token']}"}
+    response = requests.get(f"{base_url}/devices", headers=headers, timeout=10)
     if response.status_code != 200:
         sys.exit(f"the shared token was refused after the run ({response.status_code}): {response.text}")
     devices = response.json()["devices"]
-    print(f"the shared token is still valid after the run (alice has {len(devices)} devices)")
+    sessions = requests.get(f"{base_url}/sessions", headers=headers, timeout=10).json()["sessions"]
+    active = {s["id"] for s in sessions}
+    ended = [sid for sid in shared["siblingSessionIds"] if sid not in active]
+    if ended:
+        sys.exit(f"sessions of the shared user were ended during the run: {ended}")
+    print(
+        f"the shared token is still valid after the run (alice has {len(devices)} devices), "
+        f"and so are its {len(shared['siblingSessionIds'])} sibling sessions"
+    )
 
 
 def _operations(spec_path: str) -> dict[str, bool]:

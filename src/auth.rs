@@ -12,7 +12,11 @@ use diesel::result::Error as DieselError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{self, AnyConnection, Db, DbError};
+use crate::db::{
+    self,
+    models::{DeviceRow, SessionRow},
+    AnyConnection, Db, DbError,
+};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC output.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -208,6 +212,8 @@ pub enum SignError {
 pub struct Caller {
     pub user_id: String,
     pub session_id: String,
+    /// The device the session runs on ("this device").
+    pub device_id: String,
 }
 
 /// A bearer token whose signature and claims hold; its session is not
@@ -262,6 +268,39 @@ impl Bearer {
             .await?;
         outcome
     }
+
+    /// The caller with their own session and its device, read by the
+    /// session check itself: one query, the whole of `getCurrentSession`.
+    pub async fn current_session(self, db: &Db) -> Result<CurrentSession, CallError> {
+        let claims = self.claims;
+        let outcome = db
+            .run(move |conn| {
+                let found =
+                    db::sessions::active_with_device(conn, &claims.sub, &claims.sid, db::now())?;
+                Ok(match found {
+                    Some((session, device)) => Ok(CurrentSession {
+                        caller: Caller {
+                            user_id: claims.sub.clone(),
+                            session_id: claims.sid.clone(),
+                            device_id: device.id.clone(),
+                        },
+                        session,
+                        device,
+                    }),
+                    None => Err(inactive(&claims)),
+                })
+            })
+            .await?;
+        outcome
+    }
+}
+
+/// What [`Bearer::current_session`] read.
+#[derive(Debug, Clone)]
+pub struct CurrentSession {
+    pub caller: Caller,
+    pub session: SessionRow,
+    pub device: DeviceRow,
 }
 
 /// The session check behind every authenticated request.
@@ -269,18 +308,22 @@ fn authenticate(
     conn: &mut AnyConnection,
     claims: Claims,
 ) -> Result<Result<Caller, CallError>, DieselError> {
-    let active = db::sessions::is_active(conn, &claims.sub, &claims.sid, db::now())?;
-    Ok(if active {
-        Ok(Caller {
+    let device = db::sessions::active_device(conn, &claims.sub, &claims.sid, db::now())?;
+    Ok(match device {
+        Some(device_id) => Ok(Caller {
             user_id: claims.sub,
             session_id: claims.sid,
-        })
-    } else {
-        Err(CallError::SessionInactive {
-            user_id: claims.sub,
-            session_id: claims.sid,
-        })
+            device_id,
+        }),
+        None => Err(inactive(&claims)),
     })
+}
+
+fn inactive(claims: &Claims) -> CallError {
+    CallError::SessionInactive {
+        user_id: claims.sub.clone(),
+        session_id: claims.sid.clone(),
+    }
 }
 
 /// Why a request's bearer token was refused before any database call: a

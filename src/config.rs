@@ -14,8 +14,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     auth::MIN_SECRET_LEN,
+    client_addr::TrustedProxies,
     db::{DatabaseUrl, PoolSettings},
     middleware::RateLimitSettings,
+    retention::RetentionSettings,
     startup::ServerOptions,
     state::Policy,
     telemetry::logging::LogFormat,
@@ -128,14 +130,22 @@ pub struct ServeArgs {
         default_value = ""
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// Comma-separated addresses and CIDR ranges of reverse proxies whose
+    /// X-Forwarded-For names the client; empty: the peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Days security events are kept; older ones are deleted in the background. 0: kept for ever.
+    #[arg(long, env = "SECURITY_EVENT_RETENTION_DAYS", default_value_t = 90)]
+    pub security_event_retention_days: u32,
     /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
     #[arg(long, env = "METRICS_BIND_ADDR")]
     pub metrics_bind_addr: Option<String>,
 }
 
 impl ServeArgs {
-    pub fn server_options(&self) -> ServerOptions {
-        ServerOptions {
+    /// The server's options; an error names the option that is wrong.
+    pub fn server_options(&self) -> Result<ServerOptions, String> {
+        Ok(ServerOptions {
             bind_addr: self.bind_addr.clone(),
             workers: self.workers,
             rate_limit: RateLimitSettings::new(self.rate_limit_rps, self.rate_limit_burst),
@@ -146,12 +156,14 @@ impl ServeArgs {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)?,
+            event_retention: RetentionSettings::days(self.security_event_retention_days),
             metrics_bind_addr: self
                 .metrics_bind_addr
                 .as_ref()
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty()),
-        }
+        })
     }
 
     pub fn pool(&self) -> PoolSettings {

@@ -2,16 +2,20 @@
 //! platform, served from `openapi/openapi.yaml`.
 //!
 //! spec → generated types (`api::types`) → handlers (`api::devices`,
-//! `api::sessions`, `api::health`) → data access (`db::devices`,
-//! `db::sessions`) → database (`db`). Authentication lives in `auth`.
+//! `api::sessions`, `api::security`, `api::health`) → data access
+//! (`db::devices`, `db::sessions`, `db::events`) → database (`db`).
+//! Authentication lives in `auth`, the client's address in `client_addr`.
 
 pub mod api;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
+pub mod cursor;
 pub mod db;
 pub mod docs;
 pub mod middleware;
 pub mod provisioning;
+pub mod retention;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

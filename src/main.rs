@@ -8,6 +8,7 @@ use flashback_devices::{
         resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, SessionCommand,
         SessionCreateArgs,
     },
+    cursor::CursorKey,
     db::{DatabaseUrl, Db, PoolSettings},
     docs,
     provisioning::{self, SignIn},
@@ -148,11 +149,13 @@ fn create_session(args: SessionCreateArgs, common: &CommonArgs) -> Result<(), St
 
 fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
+    let options = args.server_options()?;
     let (tokens, source) = token_keys(&url)?;
     log::info!("database: {url}");
     let db = open_db(url, args.pool())?;
+    let cursor_key =
+        CursorKey::load(&db).map_err(|e| format!("cannot read the cursor key: {e}"))?;
     let policy = common.policy();
-    let options = args.server_options();
 
     let demo = match &source {
         SecretSource::Environment => None,
@@ -167,7 +170,12 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
         }
     };
 
-    let state = AppState { db, tokens, policy };
+    let state = AppState {
+        db,
+        tokens,
+        policy,
+        cursor_key,
+    };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(state, &options)
             .map_err(|e| format!("cannot listen on {}: {e}", options.bind_addr))?;

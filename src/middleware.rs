@@ -25,6 +25,7 @@ use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::{
     api::types::ErrorResponse,
     auth::TokenKeys,
+    client_addr,
     telemetry::{self, Refusal},
 };
 
@@ -47,12 +48,16 @@ impl RateLimitSettings {
 }
 
 /// Whom a request counts against: the user its (validly signed) token names,
-/// or else the peer address. Keyed by the verified `sub` so a caller cannot
-/// spend another user's allowance, nor dodge its own by varying the token.
+/// or else the client's address (`client_addr`: the peer, or behind a
+/// trusted proxy the client it forwarded). Keyed by the verified `sub` so a
+/// caller cannot spend another user's allowance, nor dodge its own by
+/// varying the token; and by the resolved address so that clients behind a
+/// proxy do not share one allowance, while a forged `X-Forwarded-For` from
+/// anywhere else changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ClientKey {
     User(String),
-    Peer(std::net::IpAddr),
+    Address(std::net::IpAddr),
     Unknown,
 }
 
@@ -113,10 +118,9 @@ pub async fn rate_limit(
     let subject = request
         .app_data::<web::Data<TokenKeys>>()
         .and_then(|keys| keys.verified_subject(request.request()));
-    let key = match (subject, request.peer_addr()) {
-        (Some(user), _) => ClientKey::User(user),
-        (None, Some(peer)) => ClientKey::Peer(peer.ip()),
-        (None, None) => ClientKey::Unknown,
+    let key = match subject {
+        Some(user) => ClientKey::User(user),
+        None => client_addr::of(request.request()).map_or(ClientKey::Unknown, ClientKey::Address),
     };
     match limiter.check(&key) {
         Ok(()) => next

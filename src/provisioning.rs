@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::{
-    api::types::DeviceType,
+    api::types::{DeviceType, SecurityEventType},
     auth::TokenKeys,
     db::{
         self,
         devices::TRUST_LEVEL_TRUSTED,
-        models::{DeviceRow, SessionRow},
+        events::Actor,
+        models::{DeviceRow, SecurityEventRow, SessionRow},
         Db, DbError,
     },
     state::Policy,
@@ -63,7 +64,10 @@ fn new_id() -> String {
 }
 
 /// Registers the device (or refreshes the user's device with that
-/// fingerprint) and a new session on it, and signs the session's token.
+/// fingerprint) and a new session on it, records `SESSION_STARTED` (and
+/// `DEVICE_TRUSTED` when it trusts the device) in the same transaction, and
+/// signs the session's token. The events have no actor session (this is not
+/// a request of one); their address and User-Agent are the sign-in's.
 pub fn sign_in(
     db: &Db,
     tokens: &TokenKeys,
@@ -121,6 +125,11 @@ pub fn sign_in(
         last_seen: now,
         created_at: now,
     };
+    let actor = Actor {
+        session_id: None,
+        ip_address: request.ip_address.clone(),
+        user_agent: device.user_agent.clone(),
+    };
     let session = SessionRow {
         id: new_id(),
         user_id: request.user_id.clone(),
@@ -150,6 +159,17 @@ pub fn sign_in(
                 ..session
             };
             db::sessions::insert(conn, &session)?;
+            let event = |kind: SecurityEventType| {
+                SecurityEventRow::new(&device.user_id, kind.as_str(), &actor, now)
+                    .device(&device.id, &device.device_name)
+            };
+            db::events::record(
+                conn,
+                &event(SecurityEventType::SessionStarted).session(&session.id),
+            )?;
+            if trusted_until.is_some() {
+                db::events::record(conn, &event(SecurityEventType::DeviceTrusted))?;
+            }
             Ok((device.id, session.id))
         })
     })?;

@@ -11,8 +11,11 @@ use actix_web::{
 
 use crate::{
     api::{self, error, types::OPERATIONS},
+    client_addr::TrustedProxies,
+    db::Db,
     docs,
     middleware::{self, ClientRateLimiter, RateLimitSettings},
+    retention::{self, RetentionSettings},
     state::AppState,
     telemetry::{self, Metrics, MetricsListener},
 };
@@ -25,6 +28,8 @@ pub struct Application {
     server: Server,
     /// The `METRICS_BIND_ADDR` listener's port and server, when there is one.
     metrics: Option<(u16, Server)>,
+    /// The retention task, run beside the server and stopped with it.
+    retention: Option<(Db, RetentionSettings)>,
 }
 
 pub struct ServerOptions {
@@ -36,13 +41,18 @@ pub struct ServerOptions {
     pub cors_allowed_origins: Vec<String>,
     /// Threads per worker for database calls (actix's default: 512 / workers).
     pub blocking_threads: Option<usize>,
+    /// Peers whose `X-Forwarded-For` names the client (see `client_addr`).
+    pub trusted_proxies: TrustedProxies,
+    /// Deleting old security events; `None`: they are kept for ever.
+    pub event_retention: Option<RetentionSettings>,
     /// Serve `getMetrics` on this address instead of `bind_addr` (which then
     /// answers 404 there), so that it need not be exposed with the API.
     pub metrics_bind_addr: Option<String>,
 }
 
 impl ServerOptions {
-    /// Loopback, any free port, one worker, no rate limit: for tests.
+    /// Loopback, any free port, one worker, no rate limit, no proxy, no
+    /// retention task: for tests.
     pub fn local() -> Self {
         Self {
             bind_addr: "127.0.0.1:0".into(),
@@ -50,6 +60,8 @@ impl ServerOptions {
             rate_limit: None,
             cors_allowed_origins: Vec::new(),
             blocking_threads: None,
+            trusted_proxies: TrustedProxies::default(),
+            event_retention: None,
             metrics_bind_addr: None,
         }
     }
@@ -80,6 +92,9 @@ impl Application {
             }
             None => None,
         };
+        let retention = options
+            .event_retention
+            .map(|settings| (state.db.clone(), settings));
         let server = run(
             listener,
             web::Data::new(state),
@@ -99,6 +114,7 @@ impl Application {
             port,
             server,
             metrics,
+            retention,
         })
     }
 
@@ -112,19 +128,43 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
-    /// metrics listener stops when the API server has.
+    /// retention task runs meanwhile and is dropped when the server stops (a
+    /// batch already handed to the database finishes or rolls back whole);
+    /// the metrics listener stops after the API server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some((_, metrics_server)) = self.metrics else {
-            return self.server.await;
-        };
-        let metrics_handle: ServerHandle = metrics_server.handle();
+        use futures_util::future::{join, select, Either};
+        let Self {
+            server,
+            metrics,
+            retention,
+            ..
+        } = self;
+        let metrics_handle: Option<ServerHandle> =
+            metrics.as_ref().map(|(_, server)| server.handle());
         let api = async move {
-            let outcome = self.server.await;
-            metrics_handle.stop(true).await;
+            let outcome = match retention {
+                None => server.await,
+                Some((db, settings)) => {
+                    let server = std::pin::pin!(server);
+                    let pruning = std::pin::pin!(retention::run(db, settings));
+                    match select(server, pruning).await {
+                        Either::Left((outcome, _)) => outcome,
+                        Either::Right(((), server)) => server.await,
+                    }
+                }
+            };
+            if let Some(handle) = metrics_handle {
+                handle.stop(true).await;
+            }
             outcome
         };
-        let (api, metrics) = futures_util::future::join(api, metrics_server).await;
-        api.and(metrics)
+        match metrics {
+            None => api.await,
+            Some((_, metrics_server)) => {
+                let (api, metrics) = join(api, metrics_server).await;
+                api.and(metrics)
+            }
+        }
     }
 }
 
@@ -142,6 +182,7 @@ pub fn run(
     let origins = options.cors_allowed_origins.clone();
     // The token extractor and the rate limiter need only the keys, not the whole state.
     let token_keys = web::Data::new(state.tokens.clone());
+    let trusted_proxies = web::Data::new(options.trusted_proxies.clone());
     let connections = metrics.clone();
     let metrics = web::Data::new(metrics);
     let metrics_listener = web::Data::new(metrics_listener);
@@ -149,6 +190,7 @@ pub fn run(
         let mut app = App::new()
             .app_data(state.clone())
             .app_data(token_keys.clone())
+            .app_data(trusted_proxies.clone())
             .app_data(metrics.clone())
             .app_data(metrics_listener.clone());
         if let Some(limiter) = &limiter {
@@ -161,6 +203,7 @@ pub fn run(
                 .error_handler(error::json_error_handler),
         )
         .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
         .configure(api::configure)
         .configure(docs::configure)
         .default_service(web::to(error::route_not_found))
@@ -172,7 +215,8 @@ pub fn run(
         ))
         .wrap(from_fn(middleware::json_errors))
         .wrap(from_fn(middleware::security_headers))
-        // Request id, access log (the request line, status and request id
+        // Request id, access log (the client address — behind a trusted
+        // proxy, the client's own —, the request line, status and request id
         // only: the Authorization header is never logged) and metrics.
         .wrap(from_fn(telemetry::instrument))
     })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{auth::TokenKeys, db::Db};
+use crate::{auth::TokenKeys, cursor::CursorKey, db::Db};
 
 /// Durations that shape the operations, configurable at start-up.
 #[derive(Debug, Clone, Copy)]
@@ -26,4 +26,6 @@ pub struct AppState {
     pub db: Db,
     pub tokens: TokenKeys,
     pub policy: Policy,
+    /// Signs the page cursors of `listSecurityEvents` (see `CursorKey::load`).
+    pub cursor_key: CursorKey,
 }

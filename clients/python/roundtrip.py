@@ -1,9 +1,11 @@
 """Round trip through the Python client generated from openapi/openapi.yaml.
 
-Lists devices, untrusts a device other than the token's own, lists sessions,
-and checks the typed results (attrs models with no undocumented property,
-enums, timezone-aware datetimes); then reads the metrics (a text body) and
-finds the untrust counted. Exits non-zero on the first failed check.
+Asks which session and device the token is (getCurrentSession), lists
+devices ("this device" marked), untrusts a device other than the token's
+own, lists sessions, reads the security events page by page, and checks the
+typed results (attrs models with no undocumented property, enums,
+timezone-aware datetimes); then reads the metrics (a text body) and finds
+the untrust counted. Exits non-zero on the first failed check.
 
 The generated package `flashback_devices_client` must be importable (put the
 folder that holds it on PYTHONPATH). Environment:
@@ -27,18 +29,24 @@ import attrs
 from flashback_devices_client import AuthenticatedClient
 from flashback_devices_client.api.devices import get_device, list_devices, untrust_device
 from flashback_devices_client.api.health import get_metrics
-from flashback_devices_client.api.sessions import list_sessions
+from flashback_devices_client.api.security import list_security_events
+from flashback_devices_client.api.sessions import get_current_session, list_sessions
 from flashback_devices_client.models import (
+    CurrentSessionResponse,
     Device,
     DeviceDetailsResponse,
     DeviceListResponse,
     DeviceType,
     ErrorResponse,
     MessageResponse,
+    SecurityEvent,
+    SecurityEventListResponse,
+    SecurityEventType,
     Session,
     SessionListResponse,
     TrustLevel,
 )
+from flashback_devices_client.types import UNSET
 
 
 class CheckFailed(Exception):
@@ -114,10 +122,57 @@ def device_details(api: AuthenticatedClient, device_id: str) -> DeviceDetailsRes
     return body
 
 
+def current_session(api: AuthenticatedClient) -> CurrentSessionResponse:
+    response = get_current_session.sync_detailed(client=api)
+    check(response.status_code == HTTPStatus.OK, f"getCurrentSession answered {response.status_code}")
+    body = response.parsed
+    check(isinstance(body, CurrentSessionResponse), f"getCurrentSession parsed as {type(body).__name__}")
+    assert isinstance(body, CurrentSessionResponse)
+    no_extras(body, "getCurrentSession body")
+    no_extras(body.session, "current session")
+    no_extras(body.device, "current device")
+    return body
+
+
+def all_events(api: AuthenticatedClient, limit: int) -> tuple[list[SecurityEvent], int]:
+    """Every event, `limit` a page, following nextCursor to the end; and the page count."""
+    events: list[SecurityEvent] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        response = list_security_events.sync_detailed(
+            client=api, limit=limit, cursor=UNSET if cursor is None else cursor
+        )
+        check(response.status_code == HTTPStatus.OK, f"listSecurityEvents answered {response.status_code}")
+        body = response.parsed
+        check(isinstance(body, SecurityEventListResponse), f"listSecurityEvents parsed as {type(body).__name__}")
+        assert isinstance(body, SecurityEventListResponse)
+        no_extras(body, "listSecurityEvents body")
+        check(len(body.events) <= limit, f"a page holds at most {limit} events ({len(body.events)})")
+        for event in body.events:
+            no_extras(event, f"event {event.id}")
+            check(isinstance(event.type_, SecurityEventType), f"event {event.id} type is a SecurityEventType")
+            check(is_aware(event.occurred_at), f"event {event.id} occurredAt is an aware datetime")
+        events.extend(body.events)
+        pages += 1
+        if body.next_cursor is None:
+            return events, pages
+        check(isinstance(body.next_cursor, str), "nextCursor is a string or None")
+        cursor = body.next_cursor
+
+
 def main() -> None:
     base_url = env("API_BASE_URL")
     own_device_id = env("OWN_DEVICE_ID")
     api = client(base_url, env("API_TOKEN"))
+
+    # 0. getCurrentSession: the token's own session, on its own device.
+    current = current_session(api)
+    own_session = current.session
+    check(own_session.is_current is True, "getCurrentSession: session.isCurrent")
+    check(own_session.device_id == own_device_id, f"getCurrentSession: session.deviceId ({own_session.device_id})")
+    check(current.device.id == own_device_id and current.device.is_current is True, "getCurrentSession: this device")
+    print(f"getCurrentSession: session {own_session.id} on {current.device.device_name!r} ({current.device.id})")
 
     # 1. listDevices
     devices = devices_of(api)
@@ -132,6 +187,8 @@ def main() -> None:
             f"device {d.id} trustExpiresAt is None or a datetime (got {d.trust_expires_at!r})",
         )
     check(any(d.id == own_device_id for d in devices), "the token's own device is listed")
+    marked = [d.id for d in devices if d.is_current]
+    check(marked == [own_device_id], f"listDevices: exactly the own device has isCurrent ({marked})")
     others = [d for d in devices if d.id != own_device_id]
     target = next((d for d in others if d.is_trusted), others[0] if others else None)
     check(target is not None, "a device other than the token's own")
@@ -164,6 +221,8 @@ def main() -> None:
     active = sessions_of(api)
     now = datetime.datetime.now(datetime.timezone.utc)
     check(all(s.expires_at > now for s in active), "every listed session is unexpired")
+    current_ones = [s.id for s in active if s.is_current]
+    check(current_ones == [own_session.id], f"listSessions: exactly the own session has isCurrent ({current_ones})")
     left_over = [s.id for s in active if s.id in target_session_ids]
     check(not left_over, f"the untrusted device's sessions are gone (left: {left_over})")
     check(bool(active), "the caller's own session is still active")
@@ -179,7 +238,25 @@ def main() -> None:
     check(relisted is not None and relisted.is_trusted is False, "listDevices: the device shows isTrusted false")
     print(f"getDevice: isTrusted={after.is_trusted} trustLevel={after.trust_level.value} trustExpiresAt={after.trust_expires_at}")
 
-    # 5. A token of the untrusted device is refused, with the typed error body.
+    # 5. listSecurityEvents, two at a time, following nextCursor to the end.
+    events, pages = all_events(api, 2)
+    check(pages >= 2, f"the events span several pages of 2 ({pages})")
+    check(len({e.id for e in events}) == len(events), "no event is listed twice")
+    newest = events[0]
+    check(newest.type_ == SecurityEventType.DEVICE_UNTRUSTED, f"the newest event is the untrust ({newest.type_})")
+    check(newest.device_id == target.id and newest.device_name == target.device_name, "the untrust event names the device")
+    check(newest.actor_session_id == own_session.id, "the untrust event names this session as its actor")
+    check(
+        newest.revoked_session_count == len(target_session_ids),
+        f"the untrust event counts the revoked sessions ({newest.revoked_session_count})",
+    )
+    check(
+        any(e.type_ == SecurityEventType.SESSION_STARTED and e.session_id == own_session.id for e in events),
+        "this session's sign-in is listed",
+    )
+    print(f"listSecurityEvents: {len(events)} events in {pages} pages, newest {newest.type_.value}")
+
+    # 6. A token of the untrusted device is refused, with the typed error body.
     target_token = os.environ.get("TARGET_TOKEN", "")
     if target_token:
         refused = list_sessions.sync_detailed(client=client(base_url, target_token))
@@ -190,7 +267,7 @@ def main() -> None:
         check(refused.headers.get("WWW-Authenticate", "").startswith("Bearer"), "401 carries WWW-Authenticate: Bearer")
         print(f"the untrusted device's token: 401 {refused.parsed.to_dict()}")
 
-    # 6. getMetrics: a text body (the Prometheus format), the untrust counted.
+    # 7. getMetrics: a text body (the Prometheus format), the untrust counted.
     metrics = get_metrics.sync_detailed(client=api)
     check(metrics.status_code == HTTPStatus.OK, f"getMetrics answered {metrics.status_code}")
     check(isinstance(metrics.parsed, str), f"getMetrics parsed as {type(metrics.parsed).__name__}, not str")

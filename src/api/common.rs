@@ -1,7 +1,7 @@
 //! What many operations document alike, declared once for their
 //! `#[utoipa::path]` annotations, as the spec declares it once under
 //! `components`: the failures every secured operation can answer, the 400 of
-//! operations with input, the 404 of the device operations, and the path ids.
+//! a bad body or path id, the 404 of the device operations, and the path ids.
 //! A handler lists these types in `responses(...)` / `params(...)` next to
 //! what is its own; what every operation has (the `X-Request-Id` request
 //! and response headers) is added to all of them by [`RequestIdEverywhere`].
@@ -83,14 +83,28 @@ impl IntoResponses for SecuredFailures {
     }
 }
 
-/// 400: the spec's `BadRequest`, for operations with a path parameter or a body.
+/// 400: the spec's `BadRequest`, for operations with a body.
 pub struct BadRequest;
 
 impl IntoResponses for BadRequest {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         responses([(
             400,
-            error_response("The request is malformed (bad path parameter, body or content type); nothing was changed."),
+            error_response("The request body is malformed (not JSON, not the operation's schema, too large, or another content type); nothing was changed."),
+        )])
+    }
+}
+
+/// 400: the spec's `InvalidPathId`, for operations with a path id.
+pub struct InvalidPathId;
+
+impl IntoResponses for InvalidPathId {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([(
+            400,
+            error_response(
+                "The path's `id` is not 1 to 64 characters of `A-Za-z0-9_-`; nothing was changed.",
+            ),
         )])
     }
 }

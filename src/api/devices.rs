@@ -4,20 +4,21 @@ use actix_web::{delete, get, post, web};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use super::{
-    common::{BadRequest, DeviceIdParam, DeviceNotFound, SecuredFailures},
+    common::{BadRequest, DeviceIdParam, DeviceNotFound, InvalidPathId, SecuredFailures},
     error::failure,
-    extract::{IdPath, ValidatedJson},
+    extract::{IdPath, Origin, ValidatedJson},
     types::{
         responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse, DeviceSession,
-        DeviceType, ErrorResponse, MessageResponse, TrustDeviceRequest, TrustDeviceResponse,
-        TrustLevel,
+        DeviceType, ErrorResponse, MessageResponse, SecurityEventType, TrustDeviceRequest,
+        TrustDeviceResponse, TrustLevel,
     },
 };
 use crate::{
-    auth::Bearer,
+    auth::{Bearer, Caller},
     db::{
         self,
-        models::{DeviceRow, SessionRow},
+        devices::Changed,
+        models::{DeviceRow, SecurityEventRow, SessionRow},
     },
     state::AppState,
 };
@@ -31,8 +32,10 @@ fn is_trusted_now(row: &DeviceRow, now: NaiveDateTime) -> bool {
     row.is_trusted && row.trust_expires_at.is_none_or(|until| until > now)
 }
 
-fn device(row: DeviceRow, now: NaiveDateTime) -> Device {
+/// A device as listed to `caller`, who is on it when it is their session's.
+pub(crate) fn device(row: DeviceRow, now: NaiveDateTime, caller: &Caller) -> Device {
     Device {
+        is_current: row.id == caller.device_id,
         is_trusted: is_trusted_now(&row, now),
         // Values outside the spec's enums can only come from a foreign writer
         // of the table; they are shown as the most cautious value.
@@ -51,8 +54,9 @@ fn device(row: DeviceRow, now: NaiveDateTime) -> Device {
     }
 }
 
-fn device_session(row: SessionRow) -> DeviceSession {
+fn device_session(row: SessionRow, caller: &Caller) -> DeviceSession {
     DeviceSession {
+        is_current: row.id == caller.session_id,
         id: row.id,
         ip_address: row.ip_address,
         location: row.location,
@@ -63,10 +67,15 @@ fn device_session(row: SessionRow) -> DeviceSession {
     }
 }
 
-fn device_details(row: DeviceRow, sessions: Vec<SessionRow>, now: NaiveDateTime) -> DeviceDetails {
+fn device_details(
+    row: DeviceRow,
+    sessions: Vec<SessionRow>,
+    now: NaiveDateTime,
+    caller: &Caller,
+) -> DeviceDetails {
     let user_agent = row.user_agent.clone();
     let fingerprint = row.fingerprint.clone();
-    let summary = device(row, now);
+    let summary = device(row, now, caller);
     DeviceDetails {
         id: summary.id,
         device_name: summary.device_name,
@@ -81,10 +90,27 @@ fn device_details(row: DeviceRow, sessions: Vec<SessionRow>, now: NaiveDateTime)
         last_seen: summary.last_seen,
         created_at: summary.created_at,
         trust_expires_at: summary.trust_expires_at,
+        is_current: summary.is_current,
         user_agent,
         device_fingerprint: fingerprint,
-        sessions: sessions.into_iter().map(device_session).collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|session| device_session(session, caller))
+            .collect(),
     }
+}
+
+/// The event of a change to a device made by `caller` from `origin`.
+fn device_event(
+    kind: SecurityEventType,
+    changed: &Changed,
+    caller: &Caller,
+    origin: &Origin,
+    at: NaiveDateTime,
+) -> SecurityEventRow {
+    SecurityEventRow::new(&caller.user_id, kind.as_str(), &origin.actor(caller), at)
+        .device(&changed.id, &changed.name)
+        .revoked(changed.revoked_sessions)
 }
 
 fn device_not_found() -> ErrorResponse {
@@ -105,13 +131,19 @@ pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> respons
     let now = db::now();
     match bearer
         .run(&state.db, move |conn, caller| {
-            db::devices::list_for_user(conn, &caller.user_id)
+            Ok((
+                db::devices::list_for_user(conn, &caller.user_id)?,
+                caller.clone(),
+            ))
         })
         .await
     {
-        Ok(rows) => responses::ListDevices::Ok(DeviceListResponse {
+        Ok((rows, caller)) => responses::ListDevices::Ok(DeviceListResponse {
             success: true,
-            devices: rows.into_iter().map(|row| device(row, now)).collect(),
+            devices: rows
+                .into_iter()
+                .map(|row| device(row, now, &caller))
+                .collect(),
         }),
         Err(e) => failure(e, "Failed to retrieve devices"),
     }
@@ -132,13 +164,27 @@ pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> respons
 pub async fn trust_device(
     bearer: Bearer,
     state: web::Data<AppState>,
+    origin: Origin,
     body: ValidatedJson<TrustDeviceRequest>,
 ) -> responses::TrustDevice {
     let until = db::now() + state.policy.trust_period;
     let fingerprint = body.0.fingerprint;
     let outcome = bearer
         .write(&state.db, move |conn, caller| {
-            db::devices::trust(conn, &caller.user_id, &fingerprint, until)
+            let now = db::now();
+            let Some(trusted) = db::devices::trust(conn, &caller.user_id, &fingerprint, until)?
+            else {
+                return Ok(false);
+            };
+            let event = device_event(
+                SecurityEventType::DeviceTrusted,
+                &trusted,
+                caller,
+                &origin,
+                now,
+            );
+            db::events::record(conn, &event)?;
+            Ok(true)
         })
         .await;
     match outcome {
@@ -159,7 +205,7 @@ pub async fn trust_device(
     responses(
         (status = 200, description = "The device and its active sessions.", body = DeviceDetailsResponse),
         (status = 500, description = "The device could not be read.", body = ErrorResponse),
-        BadRequest, DeviceNotFound, SecuredFailures,
+        InvalidPathId, DeviceNotFound, SecuredFailures,
     )
 )]
 #[get("/devices/{id}")]
@@ -176,13 +222,13 @@ pub async fn get_device(
                 return Ok(None);
             };
             let sessions = db::sessions::list_active_for_device(conn, &row.id, now)?;
-            Ok(Some((row, sessions)))
+            Ok(Some((row, sessions, caller.clone())))
         })
         .await;
     match outcome {
-        Ok(Some((row, sessions))) => responses::GetDevice::Ok(DeviceDetailsResponse {
+        Ok(Some((row, sessions, caller))) => responses::GetDevice::Ok(DeviceDetailsResponse {
             success: true,
-            device: device_details(row, sessions, now),
+            device: device_details(row, sessions, now, &caller),
         }),
         Ok(None) => responses::GetDevice::NotFound(device_not_found()),
         Err(e) => failure(e, "Failed to retrieve device details"),
@@ -196,19 +242,33 @@ pub async fn get_device(
     responses(
         (status = 200, description = "The device is untrusted and none of its sessions is active.", body = MessageResponse),
         (status = 500, description = "The device could not be untrusted; nothing was changed.", body = ErrorResponse),
-        BadRequest, DeviceNotFound, SecuredFailures,
+        InvalidPathId, DeviceNotFound, SecuredFailures,
     )
 )]
 #[post("/devices/{id}/untrust")]
 pub async fn untrust_device(
     bearer: Bearer,
     state: web::Data<AppState>,
+    origin: Origin,
     path: web::Path<IdPath>,
 ) -> responses::UntrustDevice {
     let device_id = path.into_inner().id.into_inner();
     let outcome = bearer
         .write(&state.db, move |conn, caller| {
-            db::devices::untrust(conn, &caller.user_id, &device_id, db::now())
+            let now = db::now();
+            let Some(untrusted) = db::devices::untrust(conn, &caller.user_id, &device_id, now)?
+            else {
+                return Ok(false);
+            };
+            let event = device_event(
+                SecurityEventType::DeviceUntrusted,
+                &untrusted,
+                caller,
+                &origin,
+                now,
+            );
+            db::events::record(conn, &event)?;
+            Ok(true)
         })
         .await;
     match outcome {
@@ -227,19 +287,32 @@ pub async fn untrust_device(
     responses(
         (status = 200, description = "The device and its sessions are gone.", body = MessageResponse),
         (status = 500, description = "The device could not be removed.", body = ErrorResponse),
-        BadRequest, DeviceNotFound, SecuredFailures,
+        InvalidPathId, DeviceNotFound, SecuredFailures,
     )
 )]
 #[delete("/devices/{id}")]
 pub async fn delete_device(
     bearer: Bearer,
     state: web::Data<AppState>,
+    origin: Origin,
     path: web::Path<IdPath>,
 ) -> responses::DeleteDevice {
     let device_id = path.into_inner().id.into_inner();
     let outcome = bearer
         .write(&state.db, move |conn, caller| {
-            db::devices::delete(conn, &caller.user_id, &device_id)
+            let now = db::now();
+            let Some(removed) = db::devices::delete(conn, &caller.user_id, &device_id, now)? else {
+                return Ok(false);
+            };
+            let event = device_event(
+                SecurityEventType::DeviceRemoved,
+                &removed,
+                caller,
+                &origin,
+                now,
+            );
+            db::events::record(conn, &event)?;
+            Ok(true)
         })
         .await;
     match outcome {

@@ -4,7 +4,7 @@
 //! internal one for the log; internals never reach a client.
 
 use actix_web::{
-    error::{JsonPayloadError, PathError},
+    error::{JsonPayloadError, PathError, QueryPayloadError},
     http::{header, StatusCode},
     HttpRequest, HttpResponse, ResponseError,
 };
@@ -143,6 +143,13 @@ pub fn path_error_handler(error: PathError, _request: &HttpRequest) -> actix_web
         return ApiError::bad_request("Invalid path parameter").into();
     };
     ApiError::bad_request(format!("Invalid path parameter: {cause}")).into()
+}
+
+pub fn query_error_handler(error: QueryPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    let QueryPayloadError::Deserialize(cause) = &error else {
+        return ApiError::bad_request("Invalid query parameter").into();
+    };
+    ApiError::bad_request(format!("Invalid query parameter: {cause}")).into()
 }
 
 /// Answers every request that matches no operation of the spec: 405 with

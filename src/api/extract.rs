@@ -1,10 +1,17 @@
-//! Extractors shared by the handlers: validated path ids and JSON bodies.
+//! Extractors shared by the handlers: validated path ids and JSON bodies,
+//! and where a request comes from (for its security events).
 
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use std::{
+    convert::Infallible,
+    future::{ready, Ready},
+};
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::{de::DeserializeOwned, Deserialize, Deserializer};
 
 use super::{error::ApiError, types::Validate};
+use crate::{auth::Caller, client_addr, db::events::Actor};
 
 /// Longest identifier a path may carry (the spec's `maxLength`).
 pub const MAX_ID_LEN: usize = 64;
@@ -71,5 +78,54 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> 
             })?;
             Ok(ValidatedJson(body))
         })
+    }
+}
+
+/// Longest User-Agent kept in a security event; the rest is cut off.
+pub const MAX_USER_AGENT_LEN: usize = 512;
+
+/// Where a request comes from: the client's address (see `client_addr`)
+/// and its User-Agent, as its security events record them.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// The actor of a change this request makes as `caller`.
+    pub fn actor(&self, caller: &Caller) -> Actor {
+        Actor {
+            session_id: Some(caller.session_id.clone()),
+            ip_address: self.ip_address.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+impl FromRequest for Origin {
+    type Error = Infallible;
+    type Future = Ready<Result<Self, Infallible>>;
+
+    fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let user_agent = request
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|value| {
+                let mut text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                if text.len() > MAX_USER_AGENT_LEN {
+                    let mut end = MAX_USER_AGENT_LEN;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                }
+                text
+            })
+            .filter(|text| !text.is_empty());
+        ready(Ok(Self {
+            ip_address: client_addr::of(request).map(|address| address.to_string()),
+            user_agent,
+        }))
     }
 }

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod security;
 pub mod sessions;
 pub mod types;
 

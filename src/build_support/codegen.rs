@@ -114,6 +114,9 @@ struct Field {
     nullable: bool,
     min_length: Option<u64>,
     max_length: Option<u64>,
+    /// `minimum` / `maximum` of an integer.
+    minimum: Option<i64>,
+    maximum: Option<i64>,
 }
 
 fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Result<(), String> {
@@ -158,6 +161,8 @@ fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Re
             nullable,
             min_length: property.get("minLength").and_then(Value::as_u64),
             max_length: property.get("maxLength").and_then(Value::as_u64),
+            minimum: property.get("minimum").and_then(Value::as_i64),
+            maximum: property.get("maximum").and_then(Value::as_i64),
         };
         doc_comment(out, "    ", property);
         let mut serde_attrs = vec![format!("rename = {:?}", field.wire_name)];
@@ -177,6 +182,12 @@ fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Re
         if let Some(n) = field.max_length {
             schema_attrs.push(format!("max_length = {n}"));
         }
+        if let Some(n) = field.minimum {
+            schema_attrs.push(format!("minimum = {n}"));
+        }
+        if let Some(n) = field.maximum {
+            schema_attrs.push(format!("maximum = {n}"));
+        }
         let _ = writeln!(out, "    #[serde({})]", serde_attrs.join(", "));
         if !schema_attrs.is_empty() {
             let _ = writeln!(out, "    #[schema({})]", schema_attrs.join(", "));
@@ -189,11 +200,32 @@ fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Re
     Ok(())
 }
 
-/// serde checks types and presence; the length keywords are checked here so that a request body is held to its whole schema.
+/// serde checks types and presence; the length and range keywords are checked here so that a request body is held to its whole schema.
 fn generate_validate(out: &mut String, name: &str, fields: &[Field]) {
     let _ = writeln!(out, "impl Validate for {name} {{");
     let _ = writeln!(out, "    fn validate(&self) -> Result<(), String> {{");
     for field in fields {
+        let is_integer =
+            ["i32", "i64", "Option<i32>", "Option<i64>"].contains(&field.rust_type.as_str());
+        if is_integer && (field.minimum.is_some() || field.maximum.is_some()) {
+            let binding = if field.rust_type.starts_with("Option<") {
+                format!("        if let Some(value) = self.{} {{", field.rust_name)
+            } else {
+                format!(
+                    "        {{\n            let value = self.{};",
+                    field.rust_name
+                )
+            };
+            let _ = writeln!(out, "{binding}");
+            if let Some(n) = field.minimum {
+                let _ = writeln!(out, "            if value < {n} {{ return Err(\"`{}` must be at least {n}\".to_owned()); }}", field.wire_name);
+            }
+            if let Some(n) = field.maximum {
+                let _ = writeln!(out, "            if value > {n} {{ return Err(\"`{}` must be at most {n}\".to_owned()); }}", field.wire_name);
+            }
+            let _ = writeln!(out, "        }}");
+            continue;
+        }
         let checks = field.min_length.is_some() || field.max_length.is_some();
         if !checks || !field.rust_type.contains("String") {
             continue;

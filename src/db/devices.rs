@@ -7,6 +7,7 @@ use diesel::{prelude::*, result::Error};
 use super::{
     models::DeviceRow,
     schema::{devices, sessions},
+    sessions::active_at,
     AnyConnection,
 };
 
@@ -74,14 +75,23 @@ pub fn record_sign_in(conn: &mut AnyConnection, seen: &DeviceRow) -> Result<(), 
         .map(drop)
 }
 
+/// A device a change was made to, as it was named at that moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub id: String,
+    pub name: String,
+    /// The active sessions the change ended.
+    pub revoked_sessions: usize,
+}
+
 /// Trusts the caller's device with `fingerprint` until `until`.
-/// Returns false when the caller has no such device.
+/// Returns `None` when the caller has no such device.
 pub fn trust(
     conn: &mut AnyConnection,
     user_id: &str,
     fingerprint: &str,
     until: NaiveDateTime,
-) -> Result<bool, Error> {
+) -> Result<Option<Changed>, Error> {
     let updated = diesel::update(
         devices::table.filter(
             devices::user_id
@@ -95,18 +105,28 @@ pub fn trust(
         devices::trust_expires_at.eq(Some(until)),
     ))
     .execute(conn)?;
-    Ok(updated > 0)
+    if updated == 0 {
+        return Ok(None);
+    }
+    // Read after the update, which holds the row's lock on PostgreSQL.
+    Ok(
+        find_by_fingerprint(conn, user_id, fingerprint)?.map(|row| Changed {
+            id: row.id,
+            name: row.device_name,
+            revoked_sessions: 0,
+        }),
+    )
 }
 
 /// Untrusts the caller's device and revokes all its active sessions. Must
 /// run inside a write transaction so that both changes land or neither.
-/// Returns false when the caller has no such device.
+/// Returns `None` when the caller has no such device.
 pub fn untrust(
     conn: &mut AnyConnection,
     user_id: &str,
     device_id: &str,
     now: NaiveDateTime,
-) -> Result<bool, Error> {
+) -> Result<Option<Changed>, Error> {
     let updated = diesel::update(
         devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
     )
@@ -117,35 +137,62 @@ pub fn untrust(
     ))
     .execute(conn)?;
     if updated == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    diesel::update(
-        sessions::table.filter(
-            sessions::device_id
-                .eq(device_id)
-                .and(sessions::revoked_at.is_null()),
-        ),
+    let name = device_name(conn, device_id)?;
+    // Expired sessions are left as they are: they authenticate no more, and
+    // the count is of the sessions this untrust ended.
+    let revoked_sessions = diesel::update(
+        sessions::table.filter(sessions::device_id.eq(device_id).and(active_at(now))),
     )
     .set(sessions::revoked_at.eq(Some(now)))
     .execute(conn)?;
-    Ok(true)
+    Ok(Some(Changed {
+        id: device_id.to_owned(),
+        name,
+        revoked_sessions,
+    }))
+}
+
+fn device_name(conn: &mut AnyConnection, device_id: &str) -> Result<String, Error> {
+    devices::table
+        .filter(devices::id.eq(device_id))
+        .select(devices::device_name)
+        .first(conn)
 }
 
 /// Deletes the caller's device, and its sessions with it (ON DELETE
 /// CASCADE; the explicit delete after it keeps that true should the
 /// foreign-key pragma ever be off). Device row first, then sessions: the lock
-/// order of every write, so concurrent transactions cannot deadlock.
-/// Returns false when the caller has no such device.
-pub fn delete(conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<bool, Error> {
+/// order of every write, so concurrent transactions cannot deadlock. The
+/// name and the active sessions are read first, for the device's last event.
+/// Returns `None` when the caller has no such device.
+pub fn delete(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<Changed>, Error> {
+    let Some(device) = find_for_user(conn, user_id, device_id)? else {
+        return Ok(None);
+    };
+    let active: i64 = sessions::table
+        .filter(sessions::device_id.eq(device_id).and(active_at(now)))
+        .count()
+        .get_result(conn)?;
     let deleted = diesel::delete(
         devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
     )
     .execute(conn)?;
     if deleted == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     diesel::delete(sessions::table.filter(sessions::device_id.eq(device_id))).execute(conn)?;
-    Ok(true)
+    Ok(Some(Changed {
+        id: device.id,
+        name: device.device_name,
+        revoked_sessions: usize::try_from(active).unwrap_or(0),
+    }))
 }
 
 pub fn count_all(conn: &mut AnyConnection) -> Result<i64, Error> {

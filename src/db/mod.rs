@@ -3,8 +3,10 @@
 //! [`Db::write`]), which keeps Diesel's blocking calls off the actix workers.
 
 pub mod devices;
+pub mod events;
 pub mod models;
 pub mod schema;
+pub mod server_keys;
 pub mod sessions;
 
 use std::{

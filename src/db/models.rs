@@ -1,9 +1,9 @@
-//! Rows of the two tables, as Diesel reads and writes them.
+//! Rows of the tables, as Diesel reads and writes them.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{devices, sessions};
+use super::schema::{devices, security_events, server_keys, sessions};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = devices)]
@@ -46,4 +46,32 @@ pub struct SessionRow {
 pub struct SessionWithDevice {
     pub session: SessionRow,
     pub device_name: String,
+}
+
+/// A security event: what happened to one user's devices or sessions, as it
+/// was at that moment (see `db::events`).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = security_events)]
+pub struct SecurityEventRow {
+    pub id: String,
+    pub user_id: String,
+    /// The spec's `SecurityEventType` wire value.
+    pub event_type: String,
+    pub occurred_at: NaiveDateTime,
+    pub device_id: Option<String>,
+    pub device_name: Option<String>,
+    pub session_id: Option<String>,
+    pub revoked_session_count: i32,
+    pub actor_session_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A secret shared by every server of a deployment (see `db::server_keys`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = server_keys)]
+pub struct ServerKeyRow {
+    pub purpose: String,
+    pub secret: String,
+    pub created_at: NaiveDateTime,
 }

@@ -36,6 +36,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    security_events (id) {
+        id -> Text,
+        user_id -> Text,
+        event_type -> Text,
+        occurred_at -> Timestamp,
+        device_id -> Nullable<Text>,
+        device_name -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        revoked_session_count -> Integer,
+        actor_session_id -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    server_keys (purpose) {
+        purpose -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> devices (device_id));
 
-diesel::allow_tables_to_appear_in_same_query!(devices, sessions,);
+diesel::allow_tables_to_appear_in_same_query!(devices, security_events, server_keys, sessions,);

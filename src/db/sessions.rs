@@ -6,14 +6,14 @@ use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
 use super::{
-    models::{SessionRow, SessionWithDevice},
+    models::{DeviceRow, SessionRow, SessionWithDevice},
     schema::{devices, sessions},
     AnyConnection,
 };
 
 /// The filter "active at `now`": not revoked and not expired.
 #[diesel::dsl::auto_type]
-fn active_at(now: NaiveDateTime) -> _ {
+pub(crate) fn active_at(now: NaiveDateTime) -> _ {
     sessions::revoked_at
         .is_null()
         .and(sessions::expires_at.gt(now))
@@ -29,18 +29,36 @@ fn owned_active<'a>(user_id: &'a str, session_id: &'a str, now: NaiveDateTime) -
         .and(active)
 }
 
-/// Whether `session_id` is an active session of `user_id`: the check behind
-/// every authenticated request.
-pub fn is_active(
+/// The device of `session_id` when it is an active session of `user_id`,
+/// else `None`: the check behind every authenticated request (one lookup by
+/// primary key).
+pub fn active_device(
     conn: &mut AnyConnection,
     user_id: &str,
     session_id: &str,
     now: NaiveDateTime,
-) -> Result<bool, Error> {
-    diesel::select(diesel::dsl::exists(
-        sessions::table.filter(owned_active(user_id, session_id, now)),
-    ))
-    .get_result(conn)
+) -> Result<Option<String>, Error> {
+    sessions::table
+        .filter(owned_active(user_id, session_id, now))
+        .select(sessions::device_id)
+        .first(conn)
+        .optional()
+}
+
+/// [`active_device`], reading the whole session and its device in the same
+/// query: the session check of `getCurrentSession`, which is all it does.
+pub fn active_with_device(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(SessionRow, DeviceRow)>, Error> {
+    sessions::table
+        .inner_join(devices::table)
+        .filter(owned_active(user_id, session_id, now))
+        .select((SessionRow::as_select(), DeviceRow::as_select()))
+        .first(conn)
+        .optional()
 }
 
 pub fn list_active_for_user(
@@ -75,31 +93,52 @@ pub fn insert(conn: &mut AnyConnection, session: &SessionRow) -> Result<(), Erro
         .map(drop)
 }
 
-/// Revokes one active session of the caller. Returns false when the caller
-/// has no active session with that id.
+/// Revokes one active session of the caller. Returns the id and name of its
+/// device, or `None` when the caller has no active session with that id.
 pub fn revoke(
     conn: &mut AnyConnection,
     user_id: &str,
     session_id: &str,
     now: NaiveDateTime,
-) -> Result<bool, Error> {
+) -> Result<Option<(String, String)>, Error> {
     let updated = diesel::update(sessions::table.filter(owned_active(user_id, session_id, now)))
         .set(sessions::revoked_at.eq(Some(now)))
         .execute(conn)?;
-    Ok(updated > 0)
+    if updated == 0 {
+        return Ok(None);
+    }
+    sessions::table
+        .inner_join(devices::table)
+        .filter(sessions::id.eq(session_id))
+        .select((devices::id, devices::device_name))
+        .first(conn)
+        .optional()
 }
 
-/// Revokes every session of the caller that is not revoked yet.
+/// Revokes every active session of the caller; returns how many.
 pub fn revoke_all(
     conn: &mut AnyConnection,
     user_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize, Error> {
+    diesel::update(sessions::table.filter(sessions::user_id.eq(user_id).and(active_at(now))))
+        .set(sessions::revoked_at.eq(Some(now)))
+        .execute(conn)
+}
+
+/// Revokes every active session of the caller but `keep`; returns how many.
+pub fn revoke_all_except(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: &str,
     now: NaiveDateTime,
 ) -> Result<usize, Error> {
     diesel::update(
         sessions::table.filter(
             sessions::user_id
                 .eq(user_id)
-                .and(sessions::revoked_at.is_null()),
+                .and(sessions::id.ne(keep))
+                .and(active_at(now)),
         ),
     )
     .set(sessions::revoked_at.eq(Some(now)))

@@ -12,6 +12,7 @@ use actix_web::{
 };
 
 use super::{context::RequestContext, Metrics, RequestId, REQUEST_ID_HEADER};
+use crate::client_addr;
 
 /// The `log` target of the access log lines (`RUST_LOG=flashback_devices::access=off` silences them).
 pub const ACCESS_LOG_TARGET: &str = "flashback_devices::access";
@@ -47,9 +48,9 @@ pub async fn instrument(
     });
     // Formatted only when the access log is on (`RUST_LOG=warn` turns it off).
     let access = log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info).then(|| {
-        let peer = request
-            .peer_addr()
-            .map_or_else(|| "-".to_owned(), |peer| peer.ip().to_string());
+        // The peer, or behind a trusted proxy the client it names.
+        let peer = client_addr::of(request.request())
+            .map_or_else(|| "-".to_owned(), |address| address.to_string());
         let target = request
             .uri()
             .path_and_query()

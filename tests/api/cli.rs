@@ -82,6 +82,7 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     )
     .unwrap();
     let state = flashback_devices::state::AppState {
+        cursor_key: flashback_devices::cursor::CursorKey::load(&db).unwrap(),
         db,
         tokens: flashback_devices::auth::TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap(),
         policy: Default::default(),
@@ -107,6 +108,30 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     assert_eq!(device["deviceType"], "TABLET");
     assert_eq!(device["isTrusted"], true);
     assert_eq!(device["city"], "Porto");
+    assert_eq!(device["isCurrent"], true);
+
+    // The sign-in is on record: started, then trusted, by no session of the
+    // API (the command line), from the address it gave.
+    let events: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/security-events"))
+        .bearer_auth(issued["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = events["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["DEVICE_TRUSTED", "SESSION_STARTED"]);
+    let started = &events[1];
+    assert_eq!(started["sessionId"], issued["sessionId"]);
+    assert_eq!(started["deviceId"], issued["deviceId"]);
+    assert_eq!(started["deviceName"], "Carol laptop");
+    assert_eq!(started["actorSessionId"], serde_json::Value::Null);
+    assert_eq!(started["ipAddress"], "192.0.2.9");
+    assert_eq!(events[0]["deviceId"], issued["deviceId"]);
+    assert_eq!(events[0]["sessionId"], serde_json::Value::Null);
 }
 
 #[test]
@@ -191,6 +216,30 @@ fn postgres_requires_a_jwt_secret_and_hides_passwords() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn a_bad_trusted_proxy_stops_serve_with_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .arg("serve")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("p.db").display()),
+        )
+        .env("JWT_SECRET", TEST_SECRET)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("TRUSTED_PROXIES", "10.0.0.1, proxy.internal")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "TRUSTED_PROXIES: `proxy.internal` is neither an IP address nor a CIDR range"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -430,3 +430,47 @@ backend_test!(expired_trust_reads_as_untrusted, |app| {
     let response = app.get("/devices", &alice.token).await;
     assert_eq!(response.body["devices"][0]["isTrusted"], false);
 });
+
+backend_test!(this_device_and_this_session_are_marked, |app| {
+    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
+    let laptop_too = app.login("alice", "Laptop", Some("fp-laptop")).await;
+    let phone = app.login("alice", "Phone", Some("fp-phone")).await;
+    for (caller, own_device) in [
+        (&laptop, &laptop.device_id),
+        (&laptop_too, &laptop.device_id),
+        (&phone, &phone.device_id),
+    ] {
+        let listed = app.get("/devices", &caller.token).await;
+        for device in listed.body["devices"].as_array().unwrap() {
+            assert_eq!(
+                device["isCurrent"],
+                device["id"] == own_device.as_str(),
+                "{device}"
+            );
+        }
+        for device_id in [&laptop.device_id, &phone.device_id] {
+            let details = app
+                .get(&format!("/devices/{device_id}"), &caller.token)
+                .await;
+            let device = &details.body["device"];
+            assert_eq!(device["isCurrent"], device_id == own_device);
+            for session in device["sessions"].as_array().unwrap() {
+                assert_eq!(
+                    session["isCurrent"],
+                    session["id"] == caller.session_id.as_str(),
+                    "{session}"
+                );
+            }
+        }
+    }
+    let details = app
+        .get(&format!("/devices/{}", laptop.device_id), &laptop.token)
+        .await;
+    let current: Vec<_> = details.body["device"]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["isCurrent"] == true)
+        .collect();
+    assert_eq!(current.len(), 1);
+});

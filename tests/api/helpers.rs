@@ -9,6 +9,7 @@ use diesel::{pg::PgConnection, sql_query, Connection, RunQueryDsl};
 use flashback_devices::{
     api::types::DeviceType,
     auth::TokenKeys,
+    cursor::CursorKey,
     db::{DatabaseUrl, Db, PoolSettings},
     provisioning::{self, IssuedSession, SignIn},
     startup::{Application, ServerOptions},
@@ -176,16 +177,20 @@ impl TestApp {
             }
         };
         let parsed = DatabaseUrl::parse(&database_url).expect("test database URL");
-        let db = tokio::task::spawn_blocking(move || Db::open(parsed, pool))
-            .await
-            .unwrap()
-            .expect("open test database");
+        let (db, cursor_key) = tokio::task::spawn_blocking(move || {
+            let db = Db::open(parsed, pool).expect("open test database");
+            let cursor_key = CursorKey::load(&db).expect("cursor key");
+            (db, cursor_key)
+        })
+        .await
+        .unwrap();
         let tokens = setup.tokens;
         let policy = Policy::default();
         let state = AppState {
             db: db.clone(),
             tokens: tokens.clone(),
             policy,
+            cursor_key,
         };
         let app = Application::build(state, &setup.options).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -338,6 +343,62 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
+
+    /// Every security event `token`'s user can list, newest first, walking
+    /// `nextCursor` to the end (100 a page).
+    pub async fn events(&self, token: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut path = "/security-events?limit=100".to_owned();
+        loop {
+            let page = self.get(&path, token).await;
+            assert_eq!(page.status, 200, "{path}: {}", page.body);
+            events.extend(page.body["events"].as_array().unwrap().iter().cloned());
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => path = format!("/security-events?limit=100&cursor={cursor}"),
+                None => return events,
+            }
+        }
+    }
+
+    /// Runs SQL on a connection of the server's pool, behind its back (to
+    /// break or repair the schema under it, say).
+    pub async fn execute_sql(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        let (db, sql) = (self.db.clone(), sql.to_owned());
+        tokio::task::spawn_blocking(move || db.run_blocking(|conn| conn.batch_execute(&sql)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("test SQL failed: {e}"));
+    }
+
+    /// Another server on this app's database, as a second server of one
+    /// deployment (or this one after a restart) would be: its own pool,
+    /// its own state read from the database. Returns its base URL.
+    pub async fn another_server(&self) -> String {
+        let parsed = DatabaseUrl::parse(&self.database_url).expect("test database URL");
+        let (db, cursor_key) = tokio::task::spawn_blocking(move || {
+            let db = Db::open(parsed, Setup::default().pool).expect("open test database");
+            let cursor_key = CursorKey::load(&db).expect("cursor key");
+            (db, cursor_key)
+        })
+        .await
+        .unwrap();
+        let state = AppState {
+            db,
+            tokens: self.tokens.clone(),
+            policy: self.policy,
+            cursor_key,
+        };
+        let app = Application::build(state, &ServerOptions::local()).expect("bind");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+}
+
+/// The types of `events`, in their order.
+pub fn event_types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
 
 pub async fn into_test_response(response: reqwest::Response) -> TestResponse {

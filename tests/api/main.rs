@@ -5,7 +5,9 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod client_addr;
 mod devices;
+mod examples;
 mod fuzz;
 mod hardening;
 mod logs;
@@ -13,4 +15,5 @@ mod metrics;
 mod races;
 mod request_ids;
 mod routing;
+mod security_events;
 mod sessions;

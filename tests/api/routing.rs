@@ -158,3 +158,36 @@ async fn health_probes_need_no_token() {
         serde_json::json!({"success": true, "status": "ready"})
     );
 }
+
+/// `/sessions/current` and `/sessions/revoke-others` are paths of their own,
+/// never `/sessions/{id}/…` with that id, whatever the method.
+#[tokio::test]
+async fn concrete_session_paths_are_not_session_ids() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    let token = Some(alice.token.as_str());
+    for (method, path, allow) in [
+        (Method::POST, "/sessions/current", "GET"),
+        (Method::DELETE, "/sessions/current", "GET"),
+        (Method::GET, "/sessions/revoke-others", "POST"),
+        (Method::POST, "/security-events", "GET"),
+    ] {
+        let response = app.call_unchecked(method.clone(), path, token, None).await;
+        assert_eq!(response.status, 405, "{method} {path}");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+    }
+    // One segment further they are ids of the templates, and unknown ones.
+    for path in [
+        "/sessions/current/revoke",
+        "/sessions/revoke-others/heartbeat",
+    ] {
+        let response = app.call(Method::POST, path, token, None).await;
+        assert_eq!(response.status, 404, "{path}");
+        assert_ne!(response.body["error"], "Not found", "{path}");
+    }
+    // And the concrete ones reach their own handlers.
+    let current = app.get("/sessions/current", &alice.token).await;
+    assert_eq!(current.body["session"]["id"], alice.session_id.as_str());
+    let others = app.post("/sessions/revoke-others", &alice.token).await;
+    assert_eq!(others.body["revokedCount"], 0);
+}

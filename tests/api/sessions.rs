@@ -179,3 +179,101 @@ backend_test!(an_expired_session_token_is_refused, |app| {
     assert_eq!(response.status, 401);
     assert_eq!(response.header("www-authenticate"), Some("Bearer"));
 });
+
+backend_test!(
+    listed_sessions_mark_the_callers_own_and_name_their_device,
+    |app| {
+        let laptop = app.login("alice", "Laptop", Some("fp-1")).await;
+        let second = app.login("alice", "Laptop", Some("fp-1")).await;
+        let phone = app.login("alice", "Phone", Some("fp-2")).await;
+        for (caller, own) in [(&laptop, &laptop), (&second, &second), (&phone, &phone)] {
+            let listed = app.get("/sessions", &caller.token).await;
+            let sessions = listed.body["sessions"].as_array().unwrap();
+            assert_eq!(sessions.len(), 3);
+            for session in sessions {
+                let is_own = session["id"] == own.session_id.as_str();
+                assert_eq!(session["isCurrent"], is_own, "{session}");
+            }
+            let device_of = |session: &Login| {
+                sessions
+                    .iter()
+                    .find(|s| s["id"] == session.session_id.as_str())
+                    .unwrap()["deviceId"]
+                    .clone()
+            };
+            assert_eq!(device_of(&laptop), laptop.device_id.as_str());
+            assert_eq!(device_of(&second), laptop.device_id.as_str());
+            assert_eq!(device_of(&phone), phone.device_id.as_str());
+        }
+    }
+);
+
+backend_test!(get_current_session_is_this_session_on_this_device, |app| {
+    let laptop = app
+        .login_with(
+            "alice",
+            "Laptop",
+            Some("fp-1"),
+            Duration::from_secs(600),
+            true,
+        )
+        .await;
+    let phone = app.login("alice", "Phone", Some("fp-2")).await;
+    let response = app.get("/sessions/current", &phone.token).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body["success"], true);
+    let session = &response.body["session"];
+    let device = &response.body["device"];
+    // Exactly what the listings say about them.
+    let listed = app.get("/sessions", &phone.token).await;
+    let listed_session = listed.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == phone.session_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(session, &listed_session);
+    assert_eq!(session["isCurrent"], true);
+    assert_eq!(session["deviceId"], phone.device_id.as_str());
+    assert_eq!(session["deviceName"], "Phone");
+    let devices = app.get("/devices", &phone.token).await;
+    let listed_device = devices.body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == phone.device_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(device, &listed_device);
+    assert_eq!(device["isCurrent"], true);
+    assert_eq!(device["isTrusted"], false);
+    // The laptop's token sees the laptop, trusted.
+    let other = app.get("/sessions/current", &laptop.token).await;
+    assert_eq!(other.body["session"]["id"], laptop.session_id.as_str());
+    assert_eq!(other.body["device"]["id"], laptop.device_id.as_str());
+    assert_eq!(other.body["device"]["isTrusted"], true);
+    assert_eq!(other.body["device"]["trustLevel"], "HIGH");
+
+    // Revoked: refused like every operation.
+    app.post(
+        &format!("/sessions/{}/revoke", phone.session_id),
+        &laptop.token,
+    )
+    .await;
+    let refused = app.get("/sessions/current", &phone.token).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body, error_body("Session is no longer active"));
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+});
+
+backend_test!(get_current_session_refuses_an_expired_session, |app| {
+    let short = app
+        .login_with("alice", "Laptop", None, Duration::from_secs(1), false)
+        .await;
+    assert_eq!(app.get("/sessions/current", &short.token).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = app.get("/sessions/current", &short.token).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body, error_body("Session is no longer active"));
+});

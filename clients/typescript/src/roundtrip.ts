@@ -1,7 +1,9 @@
 // Round trip through the typed client generated from openapi/openapi.yaml:
-// list devices, untrust a device other than the token's own, list sessions,
-// and check the typed results; then read the metrics (a text body) and find
-// the untrust counted. Exits non-zero on the first failed check.
+// ask which session and device the token is (getCurrentSession), list
+// devices ("this device" marked), untrust a device other than the token's
+// own, list sessions, read the security events page by page, and check the
+// typed results; then read the metrics (a text body) and find the untrust
+// counted. Exits non-zero on the first failed check.
 //
 // Environment:
 //   API_BASE_URL   e.g. http://127.0.0.1:8080 (required)
@@ -17,8 +19,19 @@ type DeviceDetails = components["schemas"]["DeviceDetails"];
 type Session = components["schemas"]["Session"];
 type TrustLevel = components["schemas"]["TrustLevel"];
 type ErrorResponse = components["schemas"]["ErrorResponse"];
+type SecurityEvent = components["schemas"]["SecurityEvent"];
+type SecurityEventType = components["schemas"]["SecurityEventType"];
 
 const TRUST_LEVELS: readonly TrustLevel[] = ["HIGH", "MEDIUM", "LOW", "UNKNOWN"];
+const EVENT_TYPES: readonly SecurityEventType[] = [
+  "SESSION_STARTED",
+  "DEVICE_TRUSTED",
+  "DEVICE_UNTRUSTED",
+  "DEVICE_REMOVED",
+  "SESSION_REVOKED",
+  "ALL_SESSIONS_REVOKED",
+  "OTHER_SESSIONS_REVOKED",
+];
 
 function env(name: string): string {
   const value = process.env[name];
@@ -53,10 +66,32 @@ function client(baseUrl: string, token: string) {
   return api;
 }
 
+type EventPage = components["schemas"]["SecurityEventListResponse"];
+
+/** One page of listSecurityEvents: the first one, or the one after `cursor`. */
+async function eventsPage(api: ReturnType<typeof client>, limit: number, cursor: string | null): Promise<EventPage> {
+  const query = cursor === null ? { limit } : { limit, cursor };
+  const page = await api.GET("/security-events", { params: { query } });
+  check(page.response.status === 200, `GET /security-events answered ${page.response.status}`);
+  check(page.data !== undefined, "listSecurityEvents has a 200 body");
+  return page.data;
+}
+
 async function main(): Promise<void> {
   const baseUrl = env("API_BASE_URL");
   const ownDeviceId = env("OWN_DEVICE_ID");
   const api = client(baseUrl, env("API_TOKEN"));
+
+  // 0. getCurrentSession: the token's own session, on its own device.
+  const current = await api.GET("/sessions/current");
+  check(current.response.status === 200, `GET /sessions/current answered ${current.response.status}`);
+  check(current.data !== undefined, "getCurrentSession has a 200 body");
+  const ownSession: Session = current.data.session;
+  const ownDevice: Device = current.data.device;
+  check(ownSession.isCurrent === true, "getCurrentSession: session.isCurrent");
+  check(ownSession.deviceId === ownDeviceId, `getCurrentSession: session.deviceId is the own device (${ownSession.deviceId})`);
+  check(ownDevice.id === ownDeviceId && ownDevice.isCurrent === true, "getCurrentSession: device is this device");
+  console.log(`getCurrentSession: session ${ownSession.id} on "${ownDevice.deviceName}" (${ownDevice.id})`);
 
   // 1. listDevices
   const listed = await api.GET("/devices");
@@ -70,6 +105,8 @@ async function main(): Promise<void> {
     check(TRUST_LEVELS.includes(d.trustLevel), `device ${d.id} trustLevel ${d.trustLevel}`);
   }
   check(devices.some((d) => d.id === ownDeviceId), "the token's own device is listed");
+  const marked = devices.filter((d) => d.isCurrent);
+  check(marked.length === 1 && marked[0]?.id === ownDeviceId, "listDevices: exactly the own device has isCurrent");
   const target = devices.find((d) => d.id !== ownDeviceId && d.isTrusted) ?? devices.find((d) => d.id !== ownDeviceId);
   check(target !== undefined, "a device other than the token's own");
   console.log(`listDevices: ${devices.length} devices; untrusting "${target.deviceName}" (${target.id}, isTrusted=${target.isTrusted})`);
@@ -102,6 +139,8 @@ async function main(): Promise<void> {
     check(isDateTime(s.startedAt) && isDateTime(s.lastActivity) && isDateTime(s.expiresAt), `session ${s.id} has date-times`);
     check(Date.parse(s.expiresAt) > Date.now(), `session ${s.id} is not expired`);
   }
+  const currentOnes = active.filter((s) => s.isCurrent);
+  check(currentOnes.length === 1 && currentOnes[0]?.id === ownSession.id, "listSessions: exactly the own session has isCurrent");
   const leftOver = active.filter((s) => targetSessionIds.includes(s.id));
   check(leftOver.length === 0, `the untrusted device's sessions are gone (left: ${leftOver.map((s) => s.id).join(", ")})`);
   check(active.length > 0, "the caller's own session is still active");
@@ -120,7 +159,34 @@ async function main(): Promise<void> {
   check(again !== undefined && again.isTrusted === false, "listDevices: the device shows isTrusted false");
   console.log(`getDevice: isTrusted=${details.isTrusted} trustLevel=${details.trustLevel} trustExpiresAt=${details.trustExpiresAt}`);
 
-  // 5. A token of the untrusted device is refused, with the typed error body.
+  // 5. listSecurityEvents, two at a time, following nextCursor to the end.
+  const events: SecurityEvent[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const page: EventPage = await eventsPage(api, 2, cursor);
+    check(page.events.length <= 2, `a page holds at most limit events (${page.events.length})`);
+    events.push(...page.events);
+    pages += 1;
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+  check(pages >= 2, `the events span several pages of 2 (${pages})`);
+  check(new Set(events.map((e) => e.id)).size === events.length, "no event is listed twice");
+  for (const e of events) {
+    check(EVENT_TYPES.includes(e.type), `event ${e.id} type ${e.type}`);
+    check(isDateTime(e.occurredAt), `event ${e.id} occurredAt is a date-time`);
+    check(Number.isInteger(e.revokedSessionCount) && e.revokedSessionCount >= 0, `event ${e.id} revokedSessionCount`);
+  }
+  const untrustEvent = events[0];
+  check(untrustEvent !== undefined, "there are events");
+  check(untrustEvent.type === "DEVICE_UNTRUSTED", `the newest event is the untrust (${untrustEvent.type})`);
+  check(untrustEvent.deviceId === target.id && untrustEvent.deviceName === target.deviceName, "the untrust event names the device");
+  check(untrustEvent.actorSessionId === ownSession.id, "the untrust event names this session as its actor");
+  check(untrustEvent.revokedSessionCount === targetSessionIds.length, `the untrust event counts the revoked sessions (${untrustEvent.revokedSessionCount})`);
+  check(events.some((e) => e.type === "SESSION_STARTED" && e.sessionId === ownSession.id), "this session's sign-in is listed");
+  console.log(`listSecurityEvents: ${events.length} events in ${pages} pages, newest ${untrustEvent.type}`);
+
+  // 6. A token of the untrusted device is refused, with the typed error body.
   const targetToken = process.env["TARGET_TOKEN"];
   if (targetToken !== undefined && targetToken !== "") {
     const refused = await client(baseUrl, targetToken).GET("/sessions");
@@ -134,7 +200,7 @@ async function main(): Promise<void> {
     console.log(`the untrusted device's token: 401 ${JSON.stringify(error)}`);
   }
 
-  // 6. getMetrics: a text body (the Prometheus format), the untrust counted.
+  // 7. getMetrics: a text body (the Prometheus format), the untrust counted.
   const metrics = await api.GET("/metrics", { parseAs: "text" });
   check(metrics.response.status === 200, `GET /metrics answered ${metrics.response.status}`);
   const text: string | undefined = metrics.data;

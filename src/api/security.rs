@@ -1,0 +1,155 @@
+//! The `security` tag: one handler per operationId.
+
+use actix_web::{get, web};
+use serde::{Deserialize, Deserializer};
+use utoipa::IntoParams;
+
+use super::{
+    common::SecuredFailures,
+    devices::utc,
+    error::failure,
+    types::{
+        responses, ErrorResponse, SecurityEvent, SecurityEventListResponse, SecurityEventType,
+    },
+};
+use crate::{
+    auth::Bearer,
+    cursor::InvalidCursor,
+    db::{self, models::SecurityEventRow},
+    state::AppState,
+};
+
+/// The public message of a 400 for a cursor this server did not issue.
+pub const INVALID_CURSOR: &str = "Invalid cursor: pass the nextCursor of a previous page unchanged";
+
+/// The query of `listSecurityEvents`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventPageQuery {
+    /// How many events a page holds at most.
+    #[param(value_type = i32, required = false, minimum = 1, maximum = 100, default = 20)]
+    #[serde(default)]
+    pub limit: PageLimit,
+    /// Where the page starts: the `nextCursor` of the previous page, unchanged.
+    #[param(value_type = String, required = false, min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
+    pub cursor: Option<String>,
+}
+
+/// `limit`: an integer from 1 to 100 (20 when absent). Anything else fails
+/// the query's extraction, which `error::query_error_handler` answers with
+/// a 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(i64);
+
+impl PageLimit {
+    pub const MIN: i64 = 1;
+    pub const MAX: i64 = 100;
+    pub const DEFAULT: i64 = 20;
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> Self {
+        Self(Self::DEFAULT)
+    }
+}
+
+impl<'de> Deserialize<'de> for PageLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        // Digits only: no sign, no blank, no exponent, no leading `+`.
+        let value = (!raw.is_empty() && raw.len() <= 3 && raw.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| raw.parse::<i64>().ok())
+            .flatten()
+            .filter(|n| (Self::MIN..=Self::MAX).contains(n));
+        value.map(Self).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "limit must be an integer from {} to {}",
+                Self::MIN,
+                Self::MAX
+            ))
+        })
+    }
+}
+
+fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
+    let Some(kind) = SecurityEventType::from_wire(&row.event_type) else {
+        // Only a foreign writer of the table can store another type.
+        log::warn!(
+            "security event {} has an unknown type {:?}; not listed",
+            row.id,
+            row.event_type
+        );
+        return None;
+    };
+    Some(SecurityEvent {
+        id: row.id,
+        r#type: kind,
+        occurred_at: utc(row.occurred_at),
+        device_id: row.device_id,
+        device_name: row.device_name,
+        session_id: row.session_id,
+        revoked_session_count: row.revoked_session_count.max(0),
+        actor_session_id: row.actor_session_id,
+        ip_address: row.ip_address,
+        user_agent: row.user_agent,
+    })
+}
+
+/// List the caller's security events
+#[utoipa::path(
+    operation_id = "listSecurityEvents",
+    params(EventPageQuery),
+    responses(
+        (status = 200, description = "One page of the caller's security events, newest first.", body = SecurityEventListResponse),
+        (status = 400, description = "`limit` is not an integer from 1 to 100, or `cursor` is not a `nextCursor` this server issued for this caller; nothing was read.", body = ErrorResponse),
+        (status = 500, description = "The events could not be read.", body = ErrorResponse),
+        SecuredFailures,
+    )
+)]
+#[get("/security-events")]
+pub async fn list_security_events(
+    bearer: Bearer,
+    state: web::Data<AppState>,
+    query: web::Query<EventPageQuery>,
+) -> responses::ListSecurityEvents {
+    let EventPageQuery { limit, cursor } = query.into_inner();
+    let limit = limit.get();
+    let key = state.cursor_key.clone();
+    let outcome = bearer
+        .run(&state.db, move |conn, caller| {
+            // Checked for this caller only: a cursor is bound to its user.
+            let after = match cursor.as_deref().map(|c| key.open(&caller.user_id, c)) {
+                None => None,
+                Some(Ok(position)) => Some(position),
+                Some(Err(InvalidCursor)) => return Ok(Err(InvalidCursor)),
+            };
+            // One more than the page: whether there is a next page at all.
+            let mut rows = db::events::page(conn, &caller.user_id, after.as_ref(), limit + 1)?;
+            let next = if rows.len() as i64 > limit {
+                rows.truncate(limit as usize);
+                rows.last()
+                    .map(|last| key.seal(&caller.user_id, &last.position()))
+            } else {
+                None
+            };
+            Ok(Ok((rows, next)))
+        })
+        .await;
+    match outcome {
+        Ok(Ok((rows, next_cursor))) => {
+            responses::ListSecurityEvents::Ok(SecurityEventListResponse {
+                success: true,
+                events: rows.into_iter().filter_map(security_event).collect(),
+                next_cursor,
+            })
+        }
+        Ok(Err(InvalidCursor)) => {
+            responses::ListSecurityEvents::BadRequest(ErrorResponse::new(INVALID_CURSOR))
+        }
+        Err(e) => failure(e, "Failed to retrieve security events"),
+    }
+}

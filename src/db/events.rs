@@ -1,0 +1,142 @@
+//! All SQL on `security_events`: the record of what happened to a user's
+//! devices and sessions.
+//!
+//! An event is inserted by the write that makes the change it records, on
+//! the same connection and inside the same transaction (the closure of
+//! `Bearer::write` or of `provisioning::sign_in`): an acknowledged change
+//! always has its event, and a change that fails or is rolled back never has.
+//! Events are read newest first by keyset ((occurred_at, id) descending), so
+//! a page starts where the previous one ended whatever was inserted since,
+//! and are deleted in small batches once older than the retention period.
+
+use chrono::NaiveDateTime;
+use diesel::{prelude::*, result::Error};
+
+use super::{models::SecurityEventRow, schema::security_events, AnyConnection};
+
+/// Who made a change, and from where: the session whose request it was, and
+/// that request's client address and User-Agent. All unknown (`None`) for a
+/// change made outside the API (a sign-in, the command line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    pub session_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SecurityEventRow {
+    /// An event of `event_type` (the spec's wire value) for `user_id`, about
+    /// no device or session yet; see the builder methods below.
+    pub fn new(user_id: &str, event_type: &str, actor: &Actor, occurred_at: NaiveDateTime) -> Self {
+        Self {
+            // Version 7: time-ordered, so events recorded in the same
+            // microsecond (a sign-in that also trusts its device) still list
+            // in the order they happened.
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_owned(),
+            event_type: event_type.to_owned(),
+            occurred_at,
+            device_id: None,
+            device_name: None,
+            session_id: None,
+            revoked_session_count: 0,
+            actor_session_id: actor.session_id.clone(),
+            ip_address: actor.ip_address.clone(),
+            user_agent: actor.user_agent.clone(),
+        }
+    }
+
+    /// The device it is about, with its name as it is now.
+    pub fn device(mut self, device_id: &str, device_name: &str) -> Self {
+        self.device_id = Some(device_id.to_owned());
+        self.device_name = Some(device_name.to_owned());
+        self
+    }
+
+    /// The session it started or revoked.
+    pub fn session(mut self, session_id: &str) -> Self {
+        self.session_id = Some(session_id.to_owned());
+        self
+    }
+
+    /// How many active sessions it ended.
+    pub fn revoked(mut self, sessions: usize) -> Self {
+        self.revoked_session_count = i32::try_from(sessions).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// Where this event stands in its user's listing.
+    pub fn position(&self) -> EventPosition {
+        EventPosition {
+            occurred_at: self.occurred_at,
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// Inserts one event. Call it inside the transaction of the change it records.
+pub fn record(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(), Error> {
+    diesel::insert_into(security_events::table)
+        .values(event)
+        .execute(conn)
+        .map(drop)
+}
+
+/// A place in a user's listing: the last event of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPosition {
+    pub occurred_at: NaiveDateTime,
+    pub id: String,
+}
+
+/// Up to `limit` events of `user_id`, newest first, starting after `after`
+/// (from the newest event when `None`). Events inserted after the page
+/// before it was read are newer than `after`, so they never shift a page.
+pub fn page(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    after: Option<&EventPosition>,
+    limit: i64,
+) -> Result<Vec<SecurityEventRow>, Error> {
+    let mut query = security_events::table
+        .filter(security_events::user_id.eq(user_id))
+        .order((
+            security_events::occurred_at.desc(),
+            security_events::id.desc(),
+        ))
+        .limit(limit)
+        .select(SecurityEventRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        // (occurred_at, id) < (after.occurred_at, after.id), written so that
+        // `occurred_at <= …` can seek in the index on both backends.
+        query = query.filter(
+            security_events::occurred_at.le(after.occurred_at).and(
+                security_events::occurred_at
+                    .lt(after.occurred_at)
+                    .or(security_events::id.lt(after.id.clone())),
+            ),
+        );
+    }
+    query.load(conn)
+}
+
+/// Deletes up to `batch` events (of any user) older than `cutoff`, oldest
+/// first, and returns how many it deleted: one short write, so that
+/// retention never holds the write lock for long.
+pub fn prune_before(
+    conn: &mut AnyConnection,
+    cutoff: NaiveDateTime,
+    batch: i64,
+) -> Result<usize, Error> {
+    let ids: Vec<String> = security_events::table
+        .filter(security_events::occurred_at.lt(cutoff))
+        .order(security_events::occurred_at)
+        .limit(batch)
+        .select(security_events::id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(security_events::table.filter(security_events::id.eq_any(&ids))).execute(conn)
+}

@@ -1,0 +1,75 @@
+//! Retention of security events: a task that runs beside the server (see
+//! `startup::Application::run_until_stopped`, which stops it with the
+//! server) and deletes events older than `SECURITY_EVENT_RETENTION_DAYS`.
+//!
+//! It deletes in small batches, each its own short write through
+//! [`Db::write`]: a batch holds the write lock for a few milliseconds, and
+//! requests' writes queue between batches as they would between any two
+//! writes, so a backlog of millions of old events (a first start with a
+//! shorter retention) costs no request more than one batch of waiting.
+
+use std::time::Duration;
+
+use crate::db::{self, Db};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Events older than this are deleted.
+    pub max_age: Duration,
+    /// Events one write deletes at most.
+    pub batch: i64,
+    /// Rest between two full batches, so that other writes get their turn.
+    pub pause: Duration,
+    /// Rest between two sweeps (a sweep ends with a batch that was not full).
+    pub interval: Duration,
+}
+
+impl RetentionSettings {
+    /// `days` of retention with the batch size and pacing of production;
+    /// `None` for 0 (keep events for ever).
+    pub fn days(days: u32) -> Option<Self> {
+        (days > 0).then(|| Self {
+            max_age: Duration::from_secs(u64::from(days) * 24 * 3600),
+            batch: 500,
+            pause: Duration::from_millis(20),
+            interval: Duration::from_secs(3600),
+        })
+    }
+}
+
+/// Sweeps now, then every `interval`, for ever (the caller drops it to stop).
+pub async fn run(db: Db, settings: RetentionSettings) {
+    let max_age = chrono::TimeDelta::from_std(settings.max_age).unwrap_or(chrono::TimeDelta::MAX);
+    loop {
+        let cutoff = db::now()
+            .checked_sub_signed(max_age)
+            .unwrap_or(chrono::NaiveDateTime::MIN);
+        let mut deleted = 0;
+        loop {
+            let batch = settings.batch;
+            match db
+                .write(move |conn| db::events::prune_before(conn, cutoff, batch))
+                .await
+            {
+                Ok(n) => {
+                    deleted += n;
+                    if (n as i64) < batch {
+                        break;
+                    }
+                    actix_web::rt::time::sleep(settings.pause).await;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "security event retention: {e}; retrying in {:?}",
+                        settings.interval
+                    );
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            log::info!("security event retention: deleted {deleted} event(s) older than {cutoff}");
+        }
+        actix_web::rt::time::sleep(settings.interval).await;
+    }
+}

@@ -1,0 +1,445 @@
+//! The spec says what the server says: every example body in
+//! `openapi/openapi.yaml` (what Swagger UI shows under each response) is
+//! provoked for real, through the server, and its fixed words are compared
+//! with the answer: `success`, `error`, `message` and `status`, word for
+//! word. Data (ids, dates, lists, counts) is illustration and not compared.
+//! A text example (the metrics) is compared by its `#` lines, word for
+//! word, and the names of the series it shows.
+//!
+//! The list of examples is read from the spec (every response of every
+//! operation, `example` and each of `examples`), and every response must
+//! have one, so that no response, and no example added later, can go
+//! unchecked: an example this file cannot provoke fails the test, naming it.
+//! Each status is provoked by its real cause: a bad token, a bad id or body,
+//! a missing resource, a rate limit, a schema broken under the running
+//! server (500), a pool with no connection to give (503).
+
+use std::time::Duration;
+
+use flashback_devices::{
+    db::{self, PoolSettings},
+    middleware::RateLimitSettings,
+    startup::ServerOptions,
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::{backend_test, conformance, helpers::*};
+
+/// The fields of a body that are the same in every answer of its kind.
+const FIXED: [&str; 4] = ["success", "error", "message", "status"];
+
+#[derive(Debug, Clone)]
+struct Example {
+    operation_id: String,
+    method: Method,
+    template: String,
+    status: u16,
+    /// `example`, or the key of the entry of `examples`.
+    name: String,
+    body: Value,
+}
+
+impl Example {
+    fn label(&self) -> String {
+        format!(
+            "{} ({} {}) {} {}",
+            self.operation_id, self.method, self.template, self.status, self.name
+        )
+    }
+}
+
+fn resolve(node: &Value) -> &Value {
+    match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => conformance::spec()
+            .pointer(reference.trim_start_matches('#'))
+            .expect("ref resolves"),
+        None => node,
+    }
+}
+
+/// Every example of every response of every operation, in document order.
+fn spec_examples() -> Vec<Example> {
+    let mut examples = Vec::new();
+    let mut without = Vec::new();
+    for (template, item) in conformance::spec()["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Ok(method) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            let operation_id = operation["operationId"].as_str().unwrap().to_owned();
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                // The one media type of the response (JSON, or the metrics' text).
+                let content = &resolve(response)["content"];
+                let media = content
+                    .as_object()
+                    .and_then(|c| c.values().next())
+                    .unwrap_or(&Value::Null);
+                let mut found: Vec<(String, Value)> = Vec::new();
+                if let Some(body) = media.get("example") {
+                    found.push(("example".into(), body.clone()));
+                }
+                for (name, example) in media["examples"].as_object().into_iter().flatten() {
+                    found.push((name.clone(), resolve(example)["value"].clone()));
+                }
+                if found.is_empty() {
+                    without.push(format!("{operation_id} {status}"));
+                }
+                for (name, body) in found {
+                    examples.push(Example {
+                        operation_id: operation_id.clone(),
+                        method: method.clone(),
+                        template: template.clone(),
+                        status: status.parse().unwrap(),
+                        name,
+                        body,
+                    });
+                }
+            }
+        }
+    }
+    assert!(
+        without.is_empty(),
+        "responses without an example (Swagger UI shows no body for them): {without:?}"
+    );
+    examples
+}
+
+/// What makes the server give an example's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Everything right.
+    Fine,
+    NoToken,
+    BadToken,
+    /// A well-signed token whose session was revoked.
+    EndedSession,
+    BadBody,
+    BadPathId,
+    BadLimit,
+    BadCursor,
+    Missing,
+    /// Over the rate limit.
+    TooFast,
+    /// The schema broken under the running server.
+    Broken,
+    /// No database connection to be had in time.
+    NoConnection,
+    /// The metrics asked of the API listener while `METRICS_BIND_ADDR`
+    /// serves them elsewhere.
+    MetricsElsewhere,
+}
+
+fn cause(example: &Example) -> Option<Cause> {
+    let has_path_id = example.template.contains("{id}");
+    Some(match (example.status, example.name.as_str()) {
+        (200, "example") => Cause::Fine,
+        (401, "missingToken") => Cause::NoToken,
+        (401, "invalidToken") => Cause::BadToken,
+        (401, "inactiveSession") => Cause::EndedSession,
+        (400, "example") if example.operation_id == "trustDevice" => Cause::BadBody,
+        (400, "example") if has_path_id => Cause::BadPathId,
+        (400, "badLimit") if example.operation_id == "listSecurityEvents" => Cause::BadLimit,
+        (400, "badCursor") if example.operation_id == "listSecurityEvents" => Cause::BadCursor,
+        (404, "example") if example.operation_id == "getMetrics" => Cause::MetricsElsewhere,
+        (404, "example") => Cause::Missing,
+        (429, "example") => Cause::TooFast,
+        (500, "example") => Cause::Broken,
+        (503, "example") => Cause::NoConnection,
+        _ => return None,
+    })
+}
+
+/// A user of its own for one request: a laptop (whose token asks), a
+/// trusted phone, a second laptop session and a revoked one.
+struct Fixture {
+    laptop: Login,
+    phone: Login,
+    second: Login,
+    ended: Login,
+}
+
+async fn fixture(app: &TestApp, user: &str) -> Fixture {
+    let hour = Duration::from_secs(3600);
+    let laptop = app.login(user, "Laptop", Some("fp-laptop")).await;
+    let phone = app
+        .login_with(user, "Phone", Some("fp-phone"), hour, true)
+        .await;
+    let second = app.login(user, "Laptop", Some("fp-laptop")).await;
+    let ended = app.login(user, "Laptop", Some("fp-laptop")).await;
+    // Not over HTTP: on the rate-limited server that would spend the allowance.
+    let (db, user, session) = (app.db.clone(), user.to_owned(), ended.session_id.clone());
+    let revoked = tokio::task::spawn_blocking(move || {
+        db.run_blocking(|conn| db::sessions::revoke(conn, &user, &session, db::now()))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(revoked.is_some());
+    Fixture {
+        laptop,
+        phone,
+        second,
+        ended,
+    }
+}
+
+struct Request {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Option<Value>,
+}
+
+/// The request that gives `example`'s answer for `cause`, as `fixture`'s user.
+fn request(example: &Example, cause: Cause, fixture: &Fixture) -> Request {
+    let op = example.operation_id.as_str();
+    let id = match (op, cause) {
+        (_, Cause::BadPathId) => "not%20an%20id".to_owned(),
+        (_, Cause::Missing) => "no-such-id".to_owned(),
+        ("revokeSession", _) => fixture.second.session_id.clone(),
+        ("sessionHeartbeat", _) => fixture.laptop.session_id.clone(),
+        _ => fixture.phone.device_id.clone(),
+    };
+    let mut path = example.template.replace("{id}", &id);
+    match cause {
+        Cause::BadLimit => path.push_str("?limit=0"),
+        // Well formed, but not signed by this server.
+        Cause::BadCursor => path.push_str("?cursor=AQAAAAAAAAAAeA"),
+        _ => {}
+    }
+    let body = (op == "trustDevice").then(|| match cause {
+        Cause::BadBody => json!({}),
+        Cause::Missing => json!({"fingerprint": "no-such-fingerprint"}),
+        _ => json!({"fingerprint": "fp-phone"}),
+    });
+    let secured = conformance::find_operation(example.method.as_str(), &example.template)
+        .map(|(_, operation)| operation.get("security") != Some(&json!([])))
+        .unwrap();
+    let token = match cause {
+        _ if !secured => None,
+        Cause::NoToken => None,
+        Cause::BadToken => Some("not-a-token".to_owned()),
+        Cause::EndedSession => Some(fixture.ended.token.clone()),
+        _ => Some(fixture.laptop.token.clone()),
+    };
+    Request {
+        method: example.method.clone(),
+        path,
+        token,
+        body,
+    }
+}
+
+async fn send(app: &TestApp, request: Request) -> TestResponse {
+    app.call(
+        request.method,
+        &request.path,
+        request.token.as_deref(),
+        request.body,
+    )
+    .await
+}
+
+/// The name of the series of a sample line: `name{labels} value` → `name`.
+fn series_name(line: &str) -> &str {
+    line.split(['{', ' ']).next().unwrap_or(line)
+}
+
+/// Differences between the fixed fields of the example and of the answer.
+fn compare(example: &Example, answer: &TestResponse) -> Option<String> {
+    let mut wrong = Vec::new();
+    if answer.status != example.status {
+        wrong.push(format!("status {}", answer.status));
+    }
+    if let (Some(shown), Some(said)) = (example.body.as_str(), answer.body.as_str()) {
+        let said: Vec<&str> = said.lines().collect();
+        for line in shown.lines().filter(|l| !l.is_empty()) {
+            let found = if line.starts_with('#') {
+                said.contains(&line)
+            } else {
+                said.iter()
+                    .any(|l| !l.starts_with('#') && series_name(l) == series_name(line))
+            };
+            if !found {
+                wrong.push(format!("the server says no {line:?}"));
+            }
+        }
+    }
+    for field in FIXED {
+        if let Some(shown) = example.body.get(field) {
+            if answer.body.get(field) != Some(shown) {
+                wrong.push(format!(
+                    "{field}: spec {shown}, server {}",
+                    answer.body[field]
+                ));
+            }
+        }
+    }
+    (!wrong.is_empty()).then(|| format!("{}: {}", example.label(), wrong.join("; ")))
+}
+
+/// SQL that breaks every secured operation (each checks its session first)
+/// and the SQL that repairs it.
+const BREAK: &str = "ALTER TABLE sessions RENAME TO sessions_gone";
+const REPAIR: &str = "ALTER TABLE sessions_gone RENAME TO sessions";
+
+backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
+    let examples = spec_examples();
+    let mut unprovoked = Vec::new();
+    let mut by_cause: Vec<(Example, Cause)> = Vec::new();
+    for example in &examples {
+        match cause(example) {
+            Some(cause) => by_cause.push((example.clone(), cause)),
+            None => unprovoked.push(example.label()),
+        }
+    }
+    assert!(
+        unprovoked.is_empty(),
+        "examples this test does not know how to provoke (add their cause): {unprovoked:#?}"
+    );
+    let mut mismatches = Vec::new();
+    let mut checked = 0;
+    let mut user = 0;
+    let mut next_user = || {
+        user += 1;
+        format!("user-{user}")
+    };
+
+    // Causes the ordinary server answers, one fresh user per request.
+    let ordinary = [
+        Cause::TooFast,
+        Cause::Broken,
+        Cause::NoConnection,
+        Cause::MetricsElsewhere,
+    ];
+    for (example, cause) in by_cause.iter().filter(|(_, c)| !ordinary.contains(c)) {
+        let fixture = fixture(&app, &next_user()).await;
+        let answer = send(&app, request(example, *cause, &fixture)).await;
+        mismatches.extend(compare(example, &answer));
+        checked += 1;
+    }
+
+    // 429: a server that allows one request at a time; each user spends
+    // theirs on getCurrentSession first.
+    let limited = TestApp::spawn_with(
+        app.backend,
+        Setup {
+            options: ServerOptions {
+                rate_limit: RateLimitSettings::new(1, 1),
+                ..ServerOptions::local()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (example, cause) in by_cause.iter().filter(|(_, c)| *c == Cause::TooFast) {
+        let fixture = fixture(&limited, &next_user()).await;
+        let spend = limited
+            .get("/sessions/current", &fixture.laptop.token)
+            .await;
+        assert_eq!(spend.status, 200);
+        let answer = send(&limited, request(example, *cause, &fixture)).await;
+        mismatches.extend(compare(example, &answer));
+        checked += 1;
+    }
+
+    // 404 of getMetrics: a server whose metrics have a listener of their own.
+    let elsewhere = TestApp::spawn_with(
+        app.backend,
+        Setup {
+            options: ServerOptions {
+                metrics_bind_addr: Some("127.0.0.1:0".into()),
+                ..ServerOptions::local()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (example, cause) in by_cause
+        .iter()
+        .filter(|(_, c)| *c == Cause::MetricsElsewhere)
+    {
+        let fixture = fixture(&elsewhere, &next_user()).await;
+        let answer = send(&elsewhere, request(example, *cause, &fixture)).await;
+        mismatches.extend(compare(example, &answer));
+        checked += 1;
+    }
+
+    // 500: the sessions table renamed away under the running server.
+    let broken: Vec<_> = by_cause
+        .iter()
+        .filter(|(_, c)| *c == Cause::Broken)
+        .collect();
+    let mut requests = Vec::new();
+    for (example, cause) in &broken {
+        let fixture = fixture(&app, &next_user()).await;
+        requests.push(request(example, *cause, &fixture));
+    }
+    app.execute_sql(BREAK).await;
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(send(&app, request).await);
+    }
+    app.execute_sql(REPAIR).await;
+    for ((example, _), answer) in broken.iter().zip(&answers) {
+        mismatches.extend(compare(example, answer));
+        checked += 1;
+    }
+    let healthy = fixture(&app, &next_user()).await;
+    assert_eq!(app.get("/devices", &healthy.laptop.token).await.status, 200);
+
+    // 503: a pool of one connection, held by the test for as long as the
+    // requests take; each waits 200 ms for it and gives up.
+    let starved = TestApp::spawn_with(
+        app.backend,
+        Setup {
+            pool: PoolSettings {
+                max_size: 1,
+                acquire_timeout: Duration::from_millis(200),
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    let unavailable: Vec<_> = by_cause
+        .iter()
+        .filter(|(_, c)| *c == Cause::NoConnection)
+        .collect();
+    let mut requests = Vec::new();
+    for (example, cause) in &unavailable {
+        let fixture = fixture(&starved, &next_user()).await;
+        requests.push(request(example, *cause, &fixture));
+    }
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let db = starved.db.clone();
+    let holder = tokio::task::spawn_blocking(move || {
+        db.run_blocking(|_conn| {
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(60));
+            Ok(())
+        })
+    });
+    held_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(send(&starved, request).await);
+    }
+    release_tx.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    for ((example, _), answer) in unavailable.iter().zip(&answers) {
+        mismatches.extend(compare(example, answer));
+        checked += 1;
+    }
+
+    assert!(
+        mismatches.is_empty(),
+        "{} of {checked} examples are not what the server says:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert_eq!(checked, examples.len());
+    // Every operation's every status, and all three 401 messages of each secured one.
+    assert!(checked >= 90, "only {checked} examples");
+});

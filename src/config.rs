@@ -20,6 +20,7 @@ use crate::{
     retention::RetentionSettings,
     startup::ServerOptions,
     state::Policy,
+    telemetry::logging::LogFormat,
 };
 
 #[derive(Debug, Parser)]
@@ -58,6 +59,15 @@ pub struct CommonArgs {
         global = true
     )]
     pub session_extension_seconds: u64,
+    /// How log lines are written: text (human-readable) or json (one object per line).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
 }
 
 impl CommonArgs {
@@ -127,6 +137,9 @@ pub struct ServeArgs {
     /// Days security events are kept; older ones are deleted in the background. 0: kept for ever.
     #[arg(long, env = "SECURITY_EVENT_RETENTION_DAYS", default_value_t = 90)]
     pub security_event_retention_days: u32,
+    /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
+    #[arg(long, env = "METRICS_BIND_ADDR")]
+    pub metrics_bind_addr: Option<String>,
 }
 
 impl ServeArgs {
@@ -145,6 +158,11 @@ impl ServeArgs {
                 .collect(),
             trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)?,
             event_retention: RetentionSettings::days(self.security_event_retention_days),
+            metrics_bind_addr: self
+                .metrics_bind_addr
+                .as_ref()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
         })
     }
 

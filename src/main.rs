@@ -14,6 +14,7 @@ use flashback_devices::{
     provisioning::{self, SignIn},
     startup::Application,
     state::AppState,
+    telemetry,
 };
 
 /// glibc's allocator spends much of a request in malloc/free and in arena
@@ -26,7 +27,7 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    telemetry::logging::init(cli.common.log_format);
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     match run(command, &cli.common) {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,6 +185,10 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
             .map_or("127.0.0.1", |(h, _)| h);
         let base = format!("http://{host}:{}", app.port());
         log::info!("listening on {base}; Swagger UI at {base}/swagger-ui/");
+        if let (Some(port), Some(address)) = (app.metrics_port(), &options.metrics_bind_addr) {
+            let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            log::info!("metrics at http://{host}:{port}/metrics");
+        }
         if let Some(demo) = demo {
             // Printed, not logged: it is the one token development mode hands out on purpose.
             println!("Swagger UI: {base}/swagger-ui/");

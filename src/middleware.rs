@@ -22,7 +22,12 @@ use actix_web::{
 };
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::{api::types::ErrorResponse, auth::TokenKeys, client_addr};
+use crate::{
+    api::types::ErrorResponse,
+    auth::TokenKeys,
+    client_addr,
+    telemetry::{self, Refusal},
+};
 
 /// Requests per second and burst allowed to one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +91,13 @@ impl ClientRateLimiter {
     }
 }
 
-/// Probes and docs are not limited: orchestrators must always reach the
-/// probes, and the docs are static.
+/// Probes, metrics and docs are not limited: orchestrators must always reach
+/// the probes, Prometheus must always reach the metrics (a gap in them is
+/// worst when the API is busiest), and the docs are static.
 fn is_rate_limited(path: &str) -> bool {
     !(path == "/healthz"
         || path == "/readyz"
+        || path == "/metrics"
         || path.starts_with("/swagger-ui")
         || path.starts_with("/api-docs"))
 }
@@ -121,6 +128,7 @@ pub async fn rate_limit(
             .await
             .map(ServiceResponse::map_into_left_body),
         Err(wait_seconds) => {
+            telemetry::note_refusal(Refusal::RateLimited);
             let wait_seconds = wait_seconds.max(1);
             let response = HttpResponse::TooManyRequests()
                 .insert_header((header::RETRY_AFTER, wait_seconds))

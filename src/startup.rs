@@ -4,20 +4,20 @@
 use std::net::TcpListener;
 
 use actix_web::{
-    dev::Server,
-    middleware::{from_fn, Condition, Logger},
-    web, App, HttpMessage, HttpServer,
+    dev::{Server, ServerHandle},
+    middleware::{from_fn, Condition},
+    web, App, HttpServer,
 };
 
 use crate::{
-    api::{self, error},
-    client_addr::{self, TrustedProxies},
+    api::{self, error, types::OPERATIONS},
+    client_addr::TrustedProxies,
     db::Db,
     docs,
     middleware::{self, ClientRateLimiter, RateLimitSettings},
     retention::{self, RetentionSettings},
     state::AppState,
-    telemetry::{self, RequestId},
+    telemetry::{self, Metrics, MetricsListener},
 };
 
 /// Largest JSON body accepted (the only body, trustDevice's, is tiny).
@@ -26,6 +26,8 @@ pub const MAX_JSON_BODY: usize = 4 * 1024;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `METRICS_BIND_ADDR` listener's port and server, when there is one.
+    metrics: Option<(u16, Server)>,
     /// The retention task, run beside the server and stopped with it.
     retention: Option<(Db, RetentionSettings)>,
 }
@@ -43,6 +45,9 @@ pub struct ServerOptions {
     pub trusted_proxies: TrustedProxies,
     /// Deleting old security events; `None`: they are kept for ever.
     pub event_retention: Option<RetentionSettings>,
+    /// Serve `getMetrics` on this address instead of `bind_addr` (which then
+    /// answers 404 there), so that it need not be exposed with the API.
+    pub metrics_bind_addr: Option<String>,
 }
 
 impl ServerOptions {
@@ -57,21 +62,58 @@ impl ServerOptions {
             blocking_threads: None,
             trusted_proxies: TrustedProxies::default(),
             event_retention: None,
+            metrics_bind_addr: None,
         }
     }
 }
 
 impl Application {
+    /// Binds the listeners (the API's, and the metrics' when configured) and
+    /// builds the server's metrics registry, the database's series included.
     pub fn build(state: AppState, options: &ServerOptions) -> std::io::Result<Self> {
+        let metrics = Metrics::new(
+            OPERATIONS
+                .iter()
+                .map(|o| (o.method, o.path, o.operation_id)),
+        );
+        let db = state.db.clone();
+        metrics
+            .register_database(state.db.metrics(), move || db.pool_state())
+            .map_err(std::io::Error::other)?;
+
         let listener = TcpListener::bind(&options.bind_addr)?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = match &options.metrics_bind_addr {
+            Some(address) => {
+                let listener = TcpListener::bind(address).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("METRICS_BIND_ADDR {address}: {e}"))
+                })?;
+                Some((listener.local_addr()?.port(), listener))
+            }
+            None => None,
+        };
         let retention = options
             .event_retention
             .map(|settings| (state.db.clone(), settings));
-        let server = run(listener, web::Data::new(state), options)?;
+        let server = run(
+            listener,
+            web::Data::new(state),
+            options,
+            metrics.clone(),
+            if metrics_listener.is_some() {
+                MetricsListener::Separate
+            } else {
+                MetricsListener::This
+            },
+        )?;
+        let metrics = match metrics_listener {
+            Some((port, listener)) => Some((port, run_metrics(listener, metrics)?)),
+            None => None,
+        };
         Ok(Self {
             port,
             server,
+            metrics,
             retention,
         })
     }
@@ -80,19 +122,48 @@ impl Application {
         self.port
     }
 
+    /// The port of the metrics listener, when `metrics_bind_addr` was given.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
     /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
     /// retention task runs meanwhile and is dropped when the server stops (a
-    /// batch already handed to the database finishes or rolls back whole).
+    /// batch already handed to the database finishes or rolls back whole);
+    /// the metrics listener stops after the API server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        use futures_util::future::{select, Either};
-        let Some((db, settings)) = self.retention else {
-            return self.server.await;
+        use futures_util::future::{join, select, Either};
+        let Self {
+            server,
+            metrics,
+            retention,
+            ..
+        } = self;
+        let metrics_handle: Option<ServerHandle> =
+            metrics.as_ref().map(|(_, server)| server.handle());
+        let api = async move {
+            let outcome = match retention {
+                None => server.await,
+                Some((db, settings)) => {
+                    let server = std::pin::pin!(server);
+                    let pruning = std::pin::pin!(retention::run(db, settings));
+                    match select(server, pruning).await {
+                        Either::Left((outcome, _)) => outcome,
+                        Either::Right(((), server)) => server.await,
+                    }
+                }
+            };
+            if let Some(handle) = metrics_handle {
+                handle.stop(true).await;
+            }
+            outcome
         };
-        let server = std::pin::pin!(self.server);
-        let pruning = std::pin::pin!(retention::run(db, settings));
-        match select(server, pruning).await {
-            Either::Left((outcome, _)) => outcome,
-            Either::Right(((), server)) => server.await,
+        match metrics {
+            None => api.await,
+            Some((_, metrics_server)) => {
+                let (api, metrics) = join(api, metrics_server).await;
+                api.and(metrics)
+            }
         }
     }
 }
@@ -101,6 +172,8 @@ pub fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
     options: &ServerOptions,
+    metrics: Metrics,
+    metrics_listener: MetricsListener,
 ) -> std::io::Result<Server> {
     // One limiter shared by all workers, so a client's allowance is per process.
     let limiter = options
@@ -110,11 +183,16 @@ pub fn run(
     // The token extractor and the rate limiter need only the keys, not the whole state.
     let token_keys = web::Data::new(state.tokens.clone());
     let trusted_proxies = web::Data::new(options.trusted_proxies.clone());
+    let connections = metrics.clone();
+    let metrics = web::Data::new(metrics);
+    let metrics_listener = web::Data::new(metrics_listener);
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(state.clone())
             .app_data(token_keys.clone())
-            .app_data(trusted_proxies.clone());
+            .app_data(trusted_proxies.clone())
+            .app_data(metrics.clone())
+            .app_data(metrics_listener.clone());
         if let Some(limiter) = &limiter {
             app = app.app_data(limiter.clone());
         }
@@ -137,23 +215,14 @@ pub fn run(
         ))
         .wrap(from_fn(middleware::json_errors))
         .wrap(from_fn(middleware::security_headers))
-        // The client address (`client_addr`: behind a trusted proxy, the
-        // client's own), the request line, status and request id only:
-        // the Authorization header is never logged.
-        .wrap(
-            Logger::new(r#"%{client_addr}xi "%r" %s %b %Dms request_id=%{request_id}xi"#)
-                .custom_request_replace("client_addr", |request| {
-                    client_addr::of(request.request())
-                        .map_or_else(|| "-".to_owned(), |address| address.to_string())
-                })
-                .custom_request_replace("request_id", |request| {
-                    request
-                        .extensions()
-                        .get::<RequestId>()
-                        .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
-                }),
-        )
-        .wrap(from_fn(telemetry::request_id))
+        // Request id, access log (the client address — behind a trusted
+        // proxy, the client's own —, the request line, status and request id
+        // only: the Authorization header is never logged) and metrics.
+        .wrap(from_fn(telemetry::instrument))
+    })
+    // The guard lives in the connection's extensions, dropped when it closes.
+    .on_connect(move |_, extensions| {
+        extensions.insert(connections.connection_guard());
     })
     .listen(listener)?;
     if let Some(workers) = options.workers {
@@ -163,4 +232,26 @@ pub fn run(
         server = server.worker_max_blocking_threads(threads.max(1));
     }
     Ok(server.run())
+}
+
+/// The `METRICS_BIND_ADDR` listener: `getMetrics` and nothing else, with the
+/// request id, headers and error shape of the API listener. One worker;
+/// stopped by [`Application::run_until_stopped`], not by signals.
+pub fn run_metrics(listener: TcpListener, metrics: Metrics) -> std::io::Result<Server> {
+    let metrics = web::Data::new(metrics);
+    let here = web::Data::new(MetricsListener::This);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .app_data(here.clone())
+            .service(api::health::get_metrics)
+            .default_service(web::to(error::metrics_route_not_found))
+            .wrap(from_fn(middleware::json_errors))
+            .wrap(from_fn(middleware::security_headers))
+            .wrap(from_fn(telemetry::instrument))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }

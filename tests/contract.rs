@@ -47,7 +47,10 @@
 //!   `uniqueItems`, `deprecated`, `readOnly`, `writeOnly`; an absent list
 //!   (`tags`, `parameters`, `required`, `properties`, ...) is the empty set;
 //! - HTTP header names and the HTTP auth scheme name compare without case
-//!   (RFC 9110 and RFC 7235 make them case-insensitive);
+//!   (RFC 9110 and RFC 7235 make them case-insensitive), and so do media
+//!   types and their parameter names, spaces around `;` and `=` aside
+//!   (`text/plain;version=0.0.4` is `text/plain; version=0.0.4`, but
+//!   `text/plain` is not: the parameter is part of what is compared);
 //! - a number compares by value (`1` and `1.0` are the same).
 //!
 //! Where utoipa's side comes from: each handler's `#[utoipa::path]`, the
@@ -520,17 +523,37 @@ fn schema_shape(schema: &Value, base: &[String], shape: &mut Shape) {
     }
 }
 
-/// `content`: the media types, and each one's schema.
+/// `Text/Plain ;version=0.0.4` → `text/plain; version=0.0.4`: the type and
+/// parameter names without case (RFC 9110), spaces around `;` and `=` dropped.
+fn media_type(name: &str) -> String {
+    let mut parts = name.split(';').map(str::trim);
+    let mut out = parts.next().unwrap_or_default().to_ascii_lowercase();
+    for parameter in parts.filter(|p| !p.is_empty()) {
+        let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        out.push_str(&format!(
+            "; {}={}",
+            key.trim().to_ascii_lowercase(),
+            value.trim()
+        ));
+    }
+    out
+}
+
+/// `content`: the media types (with their parameters), and each one's schema.
 fn content_shape(content: Option<&Value>, base: &[String], shape: &mut Shape) {
     let base = child(base, "content");
     let media = content.and_then(Value::as_object);
     shape.set(
         base.clone(),
-        media.into_iter().flatten().map(|(t, _)| t.clone()),
+        media.into_iter().flatten().map(|(t, _)| media_type(t)),
     );
-    for (media_type, body) in media.into_iter().flatten() {
+    for (name, body) in media.into_iter().flatten() {
         if let Some(schema) = body.get("schema") {
-            schema_shape(schema, &child(&child(&base, media_type), "schema"), shape);
+            schema_shape(
+                schema,
+                &child(&child(&base, &media_type(name)), "schema"),
+                shape,
+            );
         }
     }
 }
@@ -853,6 +876,7 @@ fn assert_reported(differences: &[String], expected: &str) {
 }
 
 const UNTRUST: &str = "/paths/~1devices~1{id}~1untrust/post";
+const METRICS_200: &str = "/paths/~1metrics/get/responses/200";
 const GET_DEVICE: &str = "/paths/~1devices~1{id}/get";
 
 #[test]
@@ -1044,6 +1068,37 @@ fn operation_field_changes_are_reported() {
     assert_eq!(differences.len(), 9, "{differences:#?}");
 }
 
+#[test]
+fn a_changed_text_media_type_or_schema_is_reported() {
+    let differences = differences_after(|doc| {
+        let content = at(doc, &format!("{METRICS_200}/content"));
+        let media = content
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("text/plain; version=0.0.4")
+            .expect("utoipa documents the metrics' text body");
+        content["text/plain"] = media;
+    });
+    for expected in [
+        "getMetrics (GET /metrics): responses.200.content: text/plain in utoipa, not in spec",
+        "getMetrics (GET /metrics): responses.200.content: text/plain; version=0.0.4 in spec, not in utoipa",
+    ] {
+        assert_reported(&differences, expected);
+    }
+    assert_eq!(differences.len(), 2, "{differences:#?}");
+
+    let differences = differences_after(|doc| {
+        *at(
+            doc,
+            &format!("{METRICS_200}/content/text~1plain; version=0.0.4/schema"),
+        ) = json!({"type": "object"});
+    });
+    assert_reported(
+        &differences,
+        r#"getMetrics (GET /metrics): responses.200.content[text/plain; version=0.0.4].schema.type: spec "string", utoipa "object""#,
+    );
+}
+
 /// Spellings the normalisation treats as one are not reported, and spellings
 /// it must tell apart are.
 #[test]
@@ -1077,6 +1132,13 @@ fn equivalent_spellings_are_not_differences() {
         let retry_after = headers.as_object_mut().unwrap().shift_remove("Retry-After");
         headers["retry-after"] = retry_after.expect("utoipa documents Retry-After");
         *at(doc, &format!("{GET_DEVICE}/parameters/0/schema/maxLength")) = json!(64.0);
+        // Media types and their parameter names are case-insensitive.
+        let content = at(doc, &format!("{METRICS_200}/content"));
+        let media = content
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("text/plain; version=0.0.4");
+        content["Text/Plain;Version=0.0.4"] = media.expect("utoipa documents the metrics");
     });
     assert!(differences.is_empty(), "{differences:#?}");
 

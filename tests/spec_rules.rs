@@ -406,6 +406,81 @@ fn a_shared_response_is_checked_once_where_it_is_defined() {
     assert_eq!(count(&violations, "response-json-schema"), 1);
 }
 
+// ----- response-media-type ---------------------------------------------------
+
+const METRICS_TEXT: &str = "/paths/~1metrics/get/responses/200/content/text~1plain; version=0.0.4";
+
+#[test]
+fn a_text_response_passes_with_a_string_schema() {
+    // The real document has one (getMetrics); without parameters it passes too.
+    let violations = break_spec(|spec| {
+        let content = at(spec, "/paths/~1metrics/get/responses/200/content");
+        let media = content
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("text/plain; version=0.0.4");
+        content["text/plain"] = media.expect("getMetrics documents its text body");
+    });
+    assert!(violations.is_empty(), "violations:\n{}", list(&violations));
+}
+
+#[test]
+fn a_text_response_needs_a_string_schema() {
+    let violations = break_spec(|spec| {
+        *at(spec, &format!("{METRICS_TEXT}/schema")) = json!({"type": "object"});
+    });
+    assert_found(
+        &violations,
+        "response-media-type",
+        METRICS_TEXT,
+        "type: string",
+    );
+    let violations = break_spec(|spec| {
+        remove(spec, &format!("{METRICS_TEXT}/schema"));
+    });
+    assert_found(
+        &violations,
+        "response-media-type",
+        METRICS_TEXT,
+        "type: string",
+    );
+}
+
+#[test]
+fn other_media_types_are_refused() {
+    let json = "/paths/~1readyz/get/responses/503/content/application~1json";
+    let violations = break_spec(|spec| {
+        let media = remove(spec, json);
+        at(spec, "/paths/~1readyz/get/responses/503/content")["application/xml"] = media;
+    });
+    assert_found(
+        &violations,
+        "response-media-type",
+        "/paths/~1readyz/get/responses/503/content/application~1xml",
+        "not supported",
+    );
+}
+
+#[test]
+fn a_response_has_one_media_type() {
+    let violations = break_spec(|spec| {
+        let text = at(spec, METRICS_TEXT).clone();
+        at(spec, "/paths/~1readyz/get/responses/503/content")["text/plain"] = text;
+    });
+    assert_found(
+        &violations,
+        "response-media-type",
+        "/paths/~1readyz/get/responses/503/content",
+        "2 media types",
+    );
+    assert_eq!(
+        count(&violations, "response-media-type"),
+        1,
+        "{}",
+        list(&violations)
+    );
+}
+
 // ----- inline-object-schema --------------------------------------------------
 
 #[test]

@@ -4,7 +4,8 @@ Asks which session and device the token is (getCurrentSession), lists
 devices ("this device" marked), untrusts a device other than the token's
 own, lists sessions, reads the security events page by page, and checks the
 typed results (attrs models with no undocumented property, enums,
-timezone-aware datetimes). Exits non-zero on the first failed check.
+timezone-aware datetimes); then reads the metrics (a text body) and finds
+the untrust counted. Exits non-zero on the first failed check.
 
 The generated package `flashback_devices_client` must be importable (put the
 folder that holds it on PYTHONPATH). Environment:
@@ -27,6 +28,7 @@ import attrs
 
 from flashback_devices_client import AuthenticatedClient
 from flashback_devices_client.api.devices import get_device, list_devices, untrust_device
+from flashback_devices_client.api.health import get_metrics
 from flashback_devices_client.api.security import list_security_events
 from flashback_devices_client.api.sessions import get_current_session, list_sessions
 from flashback_devices_client.models import (
@@ -264,6 +266,17 @@ def main() -> None:
         check(refused.parsed.success is False and bool(refused.parsed.error), "401 carries an ErrorResponse")
         check(refused.headers.get("WWW-Authenticate", "").startswith("Bearer"), "401 carries WWW-Authenticate: Bearer")
         print(f"the untrusted device's token: 401 {refused.parsed.to_dict()}")
+
+    # 7. getMetrics: a text body (the Prometheus format), the untrust counted.
+    metrics = get_metrics.sync_detailed(client=api)
+    check(metrics.status_code == HTTPStatus.OK, f"getMetrics answered {metrics.status_code}")
+    check(isinstance(metrics.parsed, str), f"getMetrics parsed as {type(metrics.parsed).__name__}, not str")
+    assert isinstance(metrics.parsed, str)
+    check(metrics.headers.get("Content-Type", "").startswith("text/plain"), "getMetrics is text/plain")
+    series = 'flashback_http_requests_total{operation_id="untrustDevice",status_class="2xx"} '
+    untrusts = [float(line[len(series):]) for line in metrics.parsed.splitlines() if line.startswith(series)]
+    check(untrusts != [] and untrusts[0] >= 1, f"getMetrics counts the untrust: {untrusts}")
+    print(f"getMetrics: {len(metrics.parsed.splitlines())} lines of text; untrustDevice 2xx = {untrusts[0]:g}")
 
     print("python roundtrip: OK")
 

@@ -157,7 +157,7 @@ impl IntoParams for SessionIdParam {
 
 /// The `X-Request-Id` request header (the spec's `RequestId` parameter) on
 /// every operation, and the `X-Request-Id` response header on every
-/// response: `crate::telemetry::request_id` gives every answer one.
+/// response: `crate::telemetry::instrument` gives every answer one.
 pub struct RequestIdEverywhere;
 
 impl Modify for RequestIdEverywhere {

@@ -9,10 +9,11 @@ use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
 };
 
-use super::types::{ErrorResponse, StandardFailures, OPERATIONS};
+use super::types::{responses::GetMetrics, ErrorResponse, StandardFailures, OPERATIONS};
 use crate::{
     auth::{CallError, Refused},
     db::DbError,
+    telemetry::{self, Refusal},
 };
 
 /// The public message of every 503.
@@ -87,6 +88,11 @@ impl ResponseError for Refused {
     }
 
     fn error_response(&self) -> HttpResponse {
+        telemetry::note_refusal(if self.is_missing() {
+            Refusal::MissingToken
+        } else {
+            Refusal::BadToken
+        });
         ApiError {
             status: StatusCode::UNAUTHORIZED,
             public: self.public.into(),
@@ -104,6 +110,7 @@ pub fn failure<R: StandardFailures>(error: CallError, public: &str) -> R {
     let operation = R::OPERATION_ID;
     match error {
         CallError::SessionInactive { .. } => {
+            telemetry::note_refusal(Refusal::InactiveSession);
             log::info!("{operation}: 401: {error}");
             R::unauthorized(ErrorResponse::new(SESSION_INACTIVE))
         }
@@ -149,6 +156,22 @@ pub fn query_error_handler(error: QueryPayloadError, _request: &HttpRequest) -> 
 /// `Allow` when the path is one of the spec's with another method, else 404.
 pub async fn route_not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let allowed = allowed_methods(request.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found("Not found"));
+    }
+    Ok(HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allowed.join(", ")))
+        .json(ErrorResponse::new("Method not allowed")))
+}
+
+/// The default service of the `METRICS_BIND_ADDR` listener, which serves
+/// `getMetrics` only: 405 with `Allow` for its path, else 404.
+pub async fn metrics_route_not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allowed: Vec<&str> = OPERATIONS
+        .iter()
+        .filter(|o| o.operation_id == GetMetrics::OPERATION_ID && o.path == request.path())
+        .map(|o| o.method)
+        .collect();
     if allowed.is_empty() {
         return Err(ApiError::not_found("Not found"));
     }

@@ -1,9 +1,13 @@
-//! The `health` tag: probes for orchestrators, without authentication.
+//! The `health` tag: probes for orchestrators and metrics for Prometheus,
+//! without authentication.
 
 use actix_web::{get, web};
 
 use super::types::{responses, ErrorResponse, HealthResponse};
-use crate::state::AppState;
+use crate::{
+    state::AppState,
+    telemetry::{Metrics, MetricsListener},
+};
 
 /// Liveness probe
 #[utoipa::path(
@@ -39,6 +43,28 @@ pub async fn get_readiness(state: web::Data<AppState>) -> responses::GetReadines
         Err(e) => {
             log::warn!("getReadiness: {e}");
             responses::GetReadiness::ServiceUnavailable(ErrorResponse::new("Database unavailable"))
+        }
+    }
+}
+
+/// Prometheus metrics
+#[utoipa::path(
+    operation_id = "getMetrics",
+    security(()),
+    responses(
+        (status = 200, description = "The current value of every series.", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "The metrics are served on a separate listener (`METRICS_BIND_ADDR`), not on this one.", body = ErrorResponse),
+    )
+)]
+#[get("/metrics")]
+pub async fn get_metrics(
+    metrics: web::Data<Metrics>,
+    listener: web::Data<MetricsListener>,
+) -> responses::GetMetrics {
+    match **listener {
+        MetricsListener::This => responses::GetMetrics::Ok(metrics.render()),
+        MetricsListener::Separate => {
+            responses::GetMetrics::NotFound(ErrorResponse::new("Not found"))
         }
     }
 }

@@ -42,6 +42,15 @@ fn json_response<T: serde::Serialize>(status: u16, body: &T) -> HttpResponse {
     response.json(body)
 }
 
+/// A text body (e.g. the Prometheus exposition format) with the media type
+/// the spec documents for it.
+fn text_response(status: u16, media_type: &'static str, body: String) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::CONTENT_TYPE, media_type))
+        .body(body)
+}
+
 include!(concat!(env!("OUT_DIR"), "/api_types.rs"));
 
 impl ErrorResponse {

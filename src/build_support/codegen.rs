@@ -314,8 +314,42 @@ struct Operation {
     /// The handler that serves it: `{first tag}::{operationId in snake case}`.
     handler: String,
     secured: bool,
-    /// (status, body type) in the document's order.
-    responses: Vec<(u16, String)>,
+    /// (status, body) in the document's order.
+    responses: Vec<(u16, Body)>,
+}
+
+/// What a response carries, as the validator allows it: one JSON body of a
+/// component schema, or one text body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Body {
+    /// `application/json` with this component schema.
+    Json(String),
+    /// A text media type (e.g. `text/plain; version=0.0.4`), sent as it is
+    /// written in the spec; the body is a `String`.
+    Text(String),
+}
+
+impl Body {
+    fn rust_type(&self) -> &str {
+        match self {
+            Body::Json(schema) => schema,
+            Body::Text(_) => "String",
+        }
+    }
+}
+
+fn response_body(response: &Value) -> Option<Body> {
+    if let Some(schema) = response
+        .pointer("/content/application~1json/schema/$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        return Some(Body::Json(schema.to_owned()));
+    }
+    let (media_type, media) = response.get("content")?.as_object()?.iter().next()?;
+    let essence = media_type.split(';').next()?.trim().to_ascii_lowercase();
+    let is_string = media.pointer("/schema/type") == Some(&Value::String("string".into()));
+    (essence == "text/plain" && is_string).then(|| Body::Text(media_type.clone()))
 }
 
 fn collect_operations(spec: &Value) -> Result<Vec<Operation>, String> {
@@ -354,14 +388,10 @@ fn collect_operations(spec: &Value) -> Result<Vec<Operation>, String> {
                     format!("{at}/responses/{status}: only numeric statuses are supported")
                 })?;
                 let response = resolve(spec, response)?;
-                let schema_ref = response
-                    .pointer("/content/application~1json/schema/$ref")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                    .ok_or(format!(
-                        "{at}/responses/{status}: needs an application/json $ref schema"
-                    ))?;
-                responses.push((code, schema_ref.to_owned()));
+                let body = response_body(response).ok_or(format!(
+                    "{at}/responses/{status}: needs an application/json $ref schema or a text/plain string"
+                ))?;
+                responses.push((code, body));
             }
             operations.push(Operation {
                 id: id.to_owned(),
@@ -482,8 +512,9 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
         for (status, body) in &op.responses {
             let _ = writeln!(
                 out,
-                "        /// {status}\n        {}({body}),",
-                status_variant(*status)
+                "        /// {status}\n        {}({}),",
+                status_variant(*status),
+                body.rust_type()
             );
         }
         out.push_str("    }\n\n");
@@ -504,7 +535,7 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
         let has = |status: u16| {
             op.responses
                 .iter()
-                .any(|(s, body)| *s == status && body == "ErrorResponse")
+                .any(|(s, body)| *s == status && *body == Body::Json("ErrorResponse".into()))
         };
         if has(401) && has(500) && has(503) {
             let _ = writeln!(
@@ -516,10 +547,14 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
         out.push_str("        type Body = actix_web::body::BoxBody;\n\n");
         out.push_str("        fn respond_to(self, _request: &actix_web::HttpRequest) -> actix_web::HttpResponse {\n");
         out.push_str("            let status = self.status();\n            match self {\n");
-        for (status, _) in &op.responses {
+        for (status, body) in &op.responses {
+            let answer = match body {
+                Body::Json(_) => "json_response(status, &body)".to_owned(),
+                Body::Text(media_type) => format!("text_response(status, {media_type:?}, body)"),
+            };
             let _ = writeln!(
                 out,
-                "                Self::{}(body) => json_response(status, &body),",
+                "                Self::{}(body) => {answer},",
                 status_variant(*status)
             );
         }

@@ -20,6 +20,7 @@ const OPERATION_TAG: &str = "operation-tag";
 const OPERATION_SUMMARY: &str = "operation-summary";
 const SECURED_401: &str = "secured-401";
 const RESPONSE_JSON_SCHEMA: &str = "response-json-schema";
+const RESPONSE_MEDIA_TYPE: &str = "response-media-type";
 const INLINE_OBJECT_SCHEMA: &str = "inline-object-schema";
 const EXAMPLE_INVALID: &str = "example-invalid";
 
@@ -28,6 +29,9 @@ const HTTP_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
 const JSON_MEDIA_TYPE: &str = "application/json";
+/// The one other kind of response body: plain text (e.g. the Prometheus
+/// exposition format, `text/plain; version=0.0.4`), whose schema is a string.
+const TEXT_MEDIA_TYPE: &str = "text/plain";
 const SCHEMA_REF_PREFIX: &str = "#/components/schemas/";
 /// Longest chain of Reference Objects followed before giving up (a cycle).
 const MAX_REF_HOPS: usize = 16;
@@ -406,13 +410,19 @@ impl<'a> Checker<'a> {
 
     /// Checks one response where it is defined; a `$ref` is followed to the
     /// definition, which is checked only the first time it is reached.
+    ///
+    /// A response has exactly one body: `application/json` whose schema is a
+    /// component `$ref` (the generated types), or `text/plain` (parameters
+    /// allowed) whose schema is `type: string`. The generated handler answer
+    /// sends that one media type, so a second one could never be served.
     fn response(&mut self, response: &'a Value, pointer: &str) {
         let Some((response, at)) = self.first_visit(response, pointer) else {
             return;
         };
         let Some(content) = response.get("content") else {
             let message = if response.is_object() {
-                "the response has no `content`; it must describe an application/json body"
+                "the response has no `content`; it must describe an application/json or a \
+                 text/plain body"
             } else {
                 "a response must be an object"
             };
@@ -420,18 +430,56 @@ impl<'a> Checker<'a> {
             return;
         };
         let content_at = join(&at, "content");
-        match content.get(JSON_MEDIA_TYPE) {
-            None => self.report(
+        let media_types: Vec<(&String, &Value)> = entries(Some(content)).collect();
+        match media_types.as_slice() {
+            [] => self.report(
                 &content_at,
                 RESPONSE_JSON_SCHEMA,
-                "the response has no `application/json` content",
+                "the response has no media type; it must describe an application/json or a \
+                 text/plain body",
             ),
-            Some(media) if media.get("schema").is_none() => self.report(
-                &join(&content_at, JSON_MEDIA_TYPE),
-                RESPONSE_JSON_SCHEMA,
-                "the `application/json` content has no `schema`",
-            ),
-            Some(media) => self.json_schema_is_ref(media, &join(&content_at, JSON_MEDIA_TYPE)),
+            [(media_type, media)] if media_type.as_str() == JSON_MEDIA_TYPE => {
+                let media_at = join(&content_at, media_type);
+                if media.get("schema").is_none() {
+                    self.report(
+                        &media_at,
+                        RESPONSE_JSON_SCHEMA,
+                        "the `application/json` content has no `schema`",
+                    );
+                } else {
+                    self.json_schema_is_ref(media, &media_at);
+                }
+            }
+            [(media_type, media)] if media_type_essence(media_type) == TEXT_MEDIA_TYPE => {
+                let is_string = media
+                    .get("schema")
+                    .and_then(|schema| schema.get("type"))
+                    .is_some_and(|kind| kind == "string");
+                if !is_string {
+                    let message = format!(
+                        "the `{media_type}` content needs `schema: {{type: string}}`: a text \
+                         body is one string"
+                    );
+                    self.report(&join(&content_at, media_type), RESPONSE_MEDIA_TYPE, message);
+                }
+            }
+            [(media_type, _)] => {
+                let message = format!(
+                    "`{media_type}` is not supported: a response body is `application/json` or \
+                     `text/plain`"
+                );
+                self.report(&join(&content_at, media_type), RESPONSE_MEDIA_TYPE, message);
+            }
+            several => {
+                let names: Vec<&str> = several.iter().map(|(name, _)| name.as_str()).collect();
+                let message = format!(
+                    "the response has {} media types ({}); the server answers with one, so \
+                     document exactly one",
+                    names.len(),
+                    names.join(", ")
+                );
+                self.report(&content_at, RESPONSE_MEDIA_TYPE, message);
+            }
         }
         self.media_types(content, &content_at);
     }
@@ -684,6 +732,16 @@ fn requires_credentials(security: Option<&Value>) -> bool {
                 .iter()
                 .any(|requirement| requirement.as_object().is_some_and(|r| !r.is_empty()))
         })
+}
+
+/// `text/plain; version=0.0.4` → `text/plain` (lower case, no parameters).
+fn media_type_essence(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn is_openapi_31(version: &str) -> bool {

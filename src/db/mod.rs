@@ -18,6 +18,8 @@ use std::{
 
 use parking_lot::Mutex;
 
+use crate::telemetry::{context::Carried, DbMetrics, PoolState};
+
 use diesel::{
     connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
     pg::PgConnection,
@@ -234,6 +236,8 @@ pub struct Db {
     /// connection while they wait; other processes still meet the busy timeout.
     sqlite_write_lane: Option<Arc<Mutex<()>>>,
     acquire_timeout: Duration,
+    /// Waits and commits, for the server's `/metrics`.
+    metrics: DbMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +278,23 @@ impl Db {
             pool,
             sqlite_write_lane,
             acquire_timeout: settings.acquire_timeout,
+            metrics: DbMetrics::new(),
         })
+    }
+
+    /// The series this pool records (waits for threads and connections, commits).
+    pub fn metrics(&self) -> &DbMetrics {
+        &self.metrics
+    }
+
+    /// The pool's connections now.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            max_size: self.pool.max_size(),
+            connections: state.connections,
+            idle: state.idle_connections,
+        }
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.
@@ -288,10 +308,18 @@ impl Db {
         T: Send + 'static,
     {
         let db = self.clone();
-        let deadline = Instant::now() + self.acquire_timeout;
-        actix_web::web::block(move || db.run_until(deadline, work))
-            .await
-            .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
+        let queued = Instant::now();
+        let deadline = queued + self.acquire_timeout;
+        // Log lines written on the database thread still name the request.
+        let request = Carried::capture();
+        actix_web::web::block(move || {
+            request.run(|| {
+                db.metrics.record_thread_wait(queued.elapsed());
+                db.run_until(deadline, work)
+            })
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
     }
 
     /// Like [`Db::run`], inside a write transaction (see [`write_transaction`]).
@@ -304,25 +332,38 @@ impl Db {
     {
         const ATTEMPTS: usize = 3;
         let db = self.clone();
-        let deadline = Instant::now() + self.acquire_timeout;
+        let queued = Instant::now();
+        let deadline = queued + self.acquire_timeout;
+        let request = Carried::capture();
         actix_web::web::block(move || {
-            let _turn = match &db.sqlite_write_lane {
-                Some(lane) => Some(lane.try_lock_until(deadline).ok_or_else(|| {
-                    DbError::Unavailable("timed out waiting for the SQLite write lane".into())
-                })?),
-                None => None,
-            };
-            db.run_until(deadline, |conn| {
-                let mut attempt = 1;
-                loop {
-                    match write_transaction(conn, &work) {
-                        Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
-                            log::info!("retrying a write transaction (attempt {attempt}): {error}");
-                            attempt += 1;
+            request.run(|| {
+                db.metrics.record_thread_wait(queued.elapsed());
+                let _turn = match &db.sqlite_write_lane {
+                    Some(lane) => Some(lane.try_lock_until(deadline).ok_or_else(|| {
+                        DbError::Unavailable("timed out waiting for the SQLite write lane".into())
+                    })?),
+                    None => None,
+                };
+                db.run_until(deadline, |conn| {
+                    let mut attempt = 1;
+                    loop {
+                        let began = Instant::now();
+                        match write_transaction(conn, &work) {
+                            Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                                log::info!(
+                                    "retrying a write transaction (attempt {attempt}): {error}"
+                                );
+                                attempt += 1;
+                            }
+                            Ok(value) => {
+                                // One request's writes per transaction, until group commit.
+                                db.metrics.record_commit(1, began.elapsed());
+                                return Ok(value);
+                            }
+                            outcome => return outcome,
                         }
-                        outcome => return outcome,
                     }
-                }
+                })
             })
         })
         .await
@@ -343,16 +384,17 @@ impl Db {
         deadline: Instant,
         work: impl FnOnce(&mut AnyConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let asked = Instant::now();
+        let wait = deadline.saturating_duration_since(asked);
         if wait.is_zero() {
+            self.metrics.record_timeout();
             return Err(DbError::Unavailable(
                 "timed out queued for a database thread".into(),
             ));
         }
-        let mut pooled = self
-            .pool
-            .get_timeout(wait)
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let pooled = self.pool.get_timeout(wait);
+        self.metrics.record_pool_wait(asked, pooled.is_ok());
+        let mut pooled = pooled.map_err(|e| DbError::Unavailable(e.to_string()))?;
         let outcome = work(&mut pooled.conn).map_err(DbError::classify);
         if let Err(DbError::Unavailable(_)) = &outcome {
             pooled.lost = true;

@@ -205,10 +205,11 @@ async fn wait_for(url: &str) {
     panic!("{url} did not answer 200");
 }
 
-/// The access log lines of the server (env_logger's `… logger] <line>`).
+/// The access log lines of the server (text format: `[… flashback_devices::access] <line>`).
 fn access_log(log: &str) -> Vec<String> {
+    let target = format!("{}] ", flashback_devices::telemetry::ACCESS_LOG_TARGET);
     log.lines()
-        .filter_map(|line| line.split_once("middleware::logger] "))
+        .filter_map(|line| line.split_once(target.as_str()))
         .map(|(_, entry)| entry.to_owned())
         .collect()
 }
@@ -255,6 +256,7 @@ async fn behind_nginx_the_client_is_who_nginx_saw() {
         .env("RATE_LIMIT_RPS", "1")
         .env("RATE_LIMIT_BURST", "3")
         .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "text")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&server_log).unwrap())
         .spawn()

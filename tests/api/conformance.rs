@@ -77,7 +77,16 @@ pub fn check(method: &str, path: &str, status: u16, body: &Value) {
         panic!("{id} ({method} {template}) answered status {status}, which the spec does not document; body: {body}");
     };
     let response = resolve(response);
-    let schema = &response["content"]["application/json"]["schema"];
+    let content = response["content"].as_object().expect("documented content");
+    let (media_type, media) = content.iter().next().expect("one media type");
+    let schema = &media["schema"];
+    if !media_type.starts_with("application/json") {
+        // A text body (the metrics): `into_test_response` keeps it as a string.
+        assert!(
+            body.is_string(),
+            "{id} ({method} {template}) status {status}: a {media_type} body must be text, got {body}"
+        );
+    }
     let mut root = json!({"components": spec()["components"]});
     for (key, value) in schema.as_object().expect("schema object") {
         root[key] = value.clone();
@@ -98,12 +107,45 @@ pub fn check(method: &str, path: &str, status: u16, body: &Value) {
     );
 }
 
+/// `text/plain; version=0.0.4` → (`text/plain`, [(`version`, `0.0.4`)]),
+/// lower case, spaces dropped.
+fn media_type(value: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = value.split(';').map(|p| p.trim().to_ascii_lowercase());
+    let essence = parts.next().unwrap_or_default();
+    let parameters = parts
+        .filter_map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        })
+        .collect();
+    (essence, parameters)
+}
+
 /// The documented response headers of `method path` at `status`: each one
-/// present must match its schema; `X-Request-Id` must be present.
+/// present must match its schema; `X-Request-Id` must be present. The
+/// `Content-Type` must be the documented media type, with every parameter
+/// the spec gives it (such as the metrics' `version=0.0.4`).
 pub fn check_headers(method: &str, path: &str, status: u16, headers: &reqwest::header::HeaderMap) {
     let (template, operation) = find_operation(method, path).expect("checked by `check`");
     let id = operation["operationId"].as_str().unwrap_or("?");
     let response = resolve(&operation["responses"][status.to_string()]);
+    let documented_type = response["content"]
+        .as_object()
+        .and_then(|content| content.keys().next())
+        .expect("documented content");
+    let sent_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{id} ({method} {template}) status {status}: no Content-Type"));
+    let (documented_essence, documented_parameters) = media_type(documented_type);
+    let (sent_essence, sent_parameters) = media_type(sent_type);
+    assert!(
+        sent_essence == documented_essence
+            && documented_parameters
+                .iter()
+                .all(|p| sent_parameters.contains(p)),
+        "{id} ({method} {template}) status {status}: Content-Type {sent_type:?}, the spec documents {documented_type:?}"
+    );
     let documented = response["headers"].as_object();
     assert!(
         documented.is_some_and(|h| h.contains_key("X-Request-Id")),

@@ -3,6 +3,8 @@
 //! provoked for real, through the server, and its fixed words are compared
 //! with the answer: `success`, `error`, `message` and `status`, word for
 //! word. Data (ids, dates, lists, counts) is illustration and not compared.
+//! A text example (the metrics) is compared by its `#` lines, word for
+//! word, and the names of the series it shows.
 //!
 //! The list of examples is read from the spec (every response of every
 //! operation, `example` and each of `examples`), and every response must
@@ -67,7 +69,12 @@ fn spec_examples() -> Vec<Example> {
             };
             let operation_id = operation["operationId"].as_str().unwrap().to_owned();
             for (status, response) in operation["responses"].as_object().unwrap() {
-                let media = &resolve(response)["content"]["application/json"];
+                // The one media type of the response (JSON, or the metrics' text).
+                let content = &resolve(response)["content"];
+                let media = content
+                    .as_object()
+                    .and_then(|c| c.values().next())
+                    .unwrap_or(&Value::Null);
                 let mut found: Vec<(String, Value)> = Vec::new();
                 if let Some(body) = media.get("example") {
                     found.push(("example".into(), body.clone()));
@@ -118,6 +125,9 @@ enum Cause {
     Broken,
     /// No database connection to be had in time.
     NoConnection,
+    /// The metrics asked of the API listener while `METRICS_BIND_ADDR`
+    /// serves them elsewhere.
+    MetricsElsewhere,
 }
 
 fn cause(example: &Example) -> Option<Cause> {
@@ -131,6 +141,7 @@ fn cause(example: &Example) -> Option<Cause> {
         (400, "example") if has_path_id => Cause::BadPathId,
         (400, "badLimit") if example.operation_id == "listSecurityEvents" => Cause::BadLimit,
         (400, "badCursor") if example.operation_id == "listSecurityEvents" => Cause::BadCursor,
+        (404, "example") if example.operation_id == "getMetrics" => Cause::MetricsElsewhere,
         (404, "example") => Cause::Missing,
         (429, "example") => Cause::TooFast,
         (500, "example") => Cause::Broken,
@@ -230,11 +241,30 @@ async fn send(app: &TestApp, request: Request) -> TestResponse {
     .await
 }
 
+/// The name of the series of a sample line: `name{labels} value` → `name`.
+fn series_name(line: &str) -> &str {
+    line.split(['{', ' ']).next().unwrap_or(line)
+}
+
 /// Differences between the fixed fields of the example and of the answer.
 fn compare(example: &Example, answer: &TestResponse) -> Option<String> {
     let mut wrong = Vec::new();
     if answer.status != example.status {
         wrong.push(format!("status {}", answer.status));
+    }
+    if let (Some(shown), Some(said)) = (example.body.as_str(), answer.body.as_str()) {
+        let said: Vec<&str> = said.lines().collect();
+        for line in shown.lines().filter(|l| !l.is_empty()) {
+            let found = if line.starts_with('#') {
+                said.contains(&line)
+            } else {
+                said.iter()
+                    .any(|l| !l.starts_with('#') && series_name(l) == series_name(line))
+            };
+            if !found {
+                wrong.push(format!("the server says no {line:?}"));
+            }
+        }
     }
     for field in FIXED {
         if let Some(shown) = example.body.get(field) {
@@ -277,7 +307,12 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     };
 
     // Causes the ordinary server answers, one fresh user per request.
-    let ordinary = [Cause::TooFast, Cause::Broken, Cause::NoConnection];
+    let ordinary = [
+        Cause::TooFast,
+        Cause::Broken,
+        Cause::NoConnection,
+        Cause::MetricsElsewhere,
+    ];
     for (example, cause) in by_cause.iter().filter(|(_, c)| !ordinary.contains(c)) {
         let fixture = fixture(&app, &next_user()).await;
         let answer = send(&app, request(example, *cause, &fixture)).await;
@@ -305,6 +340,28 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
             .await;
         assert_eq!(spend.status, 200);
         let answer = send(&limited, request(example, *cause, &fixture)).await;
+        mismatches.extend(compare(example, &answer));
+        checked += 1;
+    }
+
+    // 404 of getMetrics: a server whose metrics have a listener of their own.
+    let elsewhere = TestApp::spawn_with(
+        app.backend,
+        Setup {
+            options: ServerOptions {
+                metrics_bind_addr: Some("127.0.0.1:0".into()),
+                ..ServerOptions::local()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (example, cause) in by_cause
+        .iter()
+        .filter(|(_, c)| *c == Cause::MetricsElsewhere)
+    {
+        let fixture = fixture(&elsewhere, &next_user()).await;
+        let answer = send(&elsewhere, request(example, *cause, &fixture)).await;
         mismatches.extend(compare(example, &answer));
         checked += 1;
     }

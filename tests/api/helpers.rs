@@ -93,6 +93,9 @@ impl Drop for Scratch {
 
 pub struct TestApp {
     pub address: String,
+    /// The `metrics_bind_addr` listener, when the setup asked for one.
+    #[allow(dead_code)]
+    pub metrics_address: Option<String>,
     #[allow(dead_code)]
     pub backend: Backend,
     pub db: Db,
@@ -191,6 +194,9 @@ impl TestApp {
         };
         let app = Application::build(state, &setup.options).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -198,6 +204,7 @@ impl TestApp {
             .unwrap();
         Self {
             address,
+            metrics_address,
             backend,
             db,
             tokens,

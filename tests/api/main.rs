@@ -10,6 +10,8 @@ mod devices;
 mod examples;
 mod fuzz;
 mod hardening;
+mod logs;
+mod metrics;
 mod races;
 mod request_ids;
 mod routing;

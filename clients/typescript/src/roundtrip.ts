@@ -2,7 +2,8 @@
 // ask which session and device the token is (getCurrentSession), list
 // devices ("this device" marked), untrust a device other than the token's
 // own, list sessions, read the security events page by page, and check the
-// typed results. Exits non-zero on the first failed check.
+// typed results; then read the metrics (a text body) and find the untrust
+// counted. Exits non-zero on the first failed check.
 //
 // Environment:
 //   API_BASE_URL   e.g. http://127.0.0.1:8080 (required)
@@ -198,6 +199,20 @@ async function main(): Promise<void> {
     );
     console.log(`the untrusted device's token: 401 ${JSON.stringify(error)}`);
   }
+
+  // 7. getMetrics: a text body (the Prometheus format), the untrust counted.
+  const metrics = await api.GET("/metrics", { parseAs: "text" });
+  check(metrics.response.status === 200, `GET /metrics answered ${metrics.response.status}`);
+  const text: string | undefined = metrics.data;
+  check(typeof text === "string", "getMetrics has a text body");
+  check((metrics.response.headers.get("Content-Type") ?? "").startsWith("text/plain"), "getMetrics is text/plain");
+  const series = 'flashback_http_requests_total{operation_id="untrustDevice",status_class="2xx"} ';
+  const untrusts = text
+    .split("\n")
+    .filter((line) => line.startsWith(series))
+    .map((line) => Number(line.slice(series.length)));
+  check(untrusts.length === 1 && untrusts[0]! >= 1, `getMetrics counts the untrust: ${JSON.stringify(untrusts)}`);
+  console.log(`getMetrics: ${text.split("\n").length} lines of text; untrustDevice 2xx = ${untrusts[0]}`);
 
   console.log("typescript roundtrip: OK");
 }

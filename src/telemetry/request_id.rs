@@ -1,13 +1,6 @@
-//! What operators use to follow one request: the request id every answer
-//! carries in `X-Request-Id`.
+//! The id every request gets and every answer carries in `X-Request-Id`.
 
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
-    middleware::Next,
-    HttpMessage,
-};
+use actix_web::http::header::HeaderValue;
 
 /// The header that carries a request's id, both ways.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
@@ -45,25 +38,4 @@ impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Gives every request an id (the caller's, if well formed) and every
-/// response, whatever layer made it, the `X-Request-Id` header. Outermost,
-/// so that every other layer and the access log can read the id.
-pub async fn request_id(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(RequestId::from_client)
-        .unwrap_or_else(RequestId::new_random);
-    let value = HeaderValue::from_str(id.as_str()).expect("a request id is visible ASCII");
-    request.extensions_mut().insert(id);
-    let mut response = next.call(request).await?;
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), value);
-    Ok(response)
 }

@@ -3,8 +3,9 @@
 
 1. outage:   PostgreSQL stops under load -> 503 JSON (never another 5xx), /readyz 503,
              no crash; PostgreSQL starts again -> the server recovers by itself.
-2. crash:    kill -9 while untrusts are being acknowledged (SQLite and PostgreSQL);
-             after a restart every acknowledged untrust is still in effect.
+2. crash:    kill -9 while untrusts are being acknowledged (SQLite and PostgreSQL), from 64
+             concurrent clients so that the writer commits them in groups; after a restart
+             every acknowledged untrust is still in effect.
 3. shutdown: SIGTERM while requests are in flight -> they complete, exit code 0.
 
 Loopback only; every loop is bounded in count and time. Prints figures; exits 1 on any failure.
@@ -183,6 +184,24 @@ def drill_outage():
         drop_pg_database(name)
 
 
+def commit_groups(port):
+    """How the writer grouped the writes so far, from /metrics."""
+    try:
+        _, text = request(port, "GET", "/metrics", timeout=2)
+    except OSError as error:
+        return f"/metrics unreadable: {error}"
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    values = {}
+    for line in text.splitlines():
+        for name in ("flashback_db_commit_writes_sum", "flashback_db_commit_writes_count"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    writes, commits = values.get("flashback_db_commit_writes_sum"), values.get("flashback_db_commit_writes_count")
+    if not commits:
+        return "no commit recorded"
+    return f"{int(writes)} writes in {int(commits)} commits ({writes / commits:.1f} per commit)"
+
+
 def drill_crash(backend):
     print(f"\n== crash ({backend}): kill -9 while untrusts are acknowledged", flush=True)
     scratch = tempfile.mkdtemp()
@@ -195,7 +214,7 @@ def drill_crash(backend):
     try:
         subprocess.run([BINARY, "migrate"], env=env_for(url, port), check=True, capture_output=True)
         caller = session_create(url, "alice", "fp-caller")
-        targets = [session_create(url, "alice", f"fp-target-{i}") for i in range(120)]
+        targets = [session_create(url, "alice", f"fp-target-{i}") for i in range(400)]
         server = start_server(url, port)
         acknowledged = []
         lock = threading.Lock()
@@ -215,11 +234,13 @@ def drill_crash(backend):
                     with lock:
                         acknowledged.append(target)
 
-        threads = [threading.Thread(target=untrust_loop) for _ in range(8)]
+        # 64 at once: writes queue behind each commit and are committed in groups.
+        threads = [threading.Thread(target=untrust_loop) for _ in range(64)]
         for t in threads:
             t.start()
-        while len(acknowledged) < 40 and any(t.is_alive() for t in threads):
+        while len(acknowledged) < 150 and any(t.is_alive() for t in threads):
             time.sleep(0.005)
+        groups = commit_groups(port)
         server.send_signal(signal.SIGKILL)
         server.wait()
         for t in threads:
@@ -236,7 +257,8 @@ def drill_crash(backend):
         check(lost == 0, f"{lost} acknowledged untrusts were lost after kill -9 ({backend})")
         check(len(acknowledged) > 0, "no untrust was acknowledged before the kill")
         print(f"crash ({backend}): {len(acknowledged)} untrusts acknowledged before kill -9, "
-              f"{len(targets) - len(acknowledged) - len(queue)} in flight or after; restarted; lost {lost}", flush=True)
+              f"{len(targets) - len(acknowledged) - len(queue)} in flight or after; restarted; lost {lost}; "
+              f"just before the kill: {groups}", flush=True)
     finally:
         if server:
             server.kill()

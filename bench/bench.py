@@ -271,7 +271,11 @@ def cmd_seed(a):
     write("list.req", list_lines)
     write("current.req", current_lines)
     write("get.req", get_lines)
-    write("untrust.req", untrust_lines)
+    # The tail of the pool is the grouping-off baseline's (GROUP_COMMIT=off),
+    # so that no device is untrusted twice in one invocation.
+    split = len(untrust_lines) - min(a.pool_off, len(untrust_lines) // 2)
+    write("untrust.req", untrust_lines[:split])
+    write("untrust-off.req", untrust_lines[split:])
     write("heartbeat.req", heartbeat_lines)
     write("pool-ids.txt", pool_ids)
     print(json.dumps({"devices": len(rows.devices), "sessions": len(rows.sessions),
@@ -499,7 +503,48 @@ SCENARIOS = {
     "get": "GET /devices/{id}",
     "untrust": "POST /devices/{id}/untrust",
     "heartbeat": "POST /sessions/{id}/heartbeat",
+    "untrust-off": "POST /devices/{id}/untrust, GROUP_COMMIT=off",
+    "heartbeat-off": "POST /sessions/{id}/heartbeat, GROUP_COMMIT=off",
 }
+
+# Issue 8's targets: (label, value function, target text, met function).
+def targets(kind, by, hwm_kb):
+    def rps(name):
+        return by[name]["rps"] if name in by else float("nan")
+    def p99(name):
+        return by[name]["p99_us"] / 1000 if name in by else float("nan")
+    ceiling = rps("healthz")
+    rows = []
+    def row(label, value, shown, target, met):
+        rows.append([label, shown, target, "yes" if met else "NO"])
+    if kind == "sqlite":
+        v = rps("list") / ceiling
+        row("GET /devices / healthz", v, f"{v:.3f}", ">= 0.40", v >= 0.40)
+        v = rps("get") / ceiling
+        row("GET /devices/{id} / healthz", v, f"{v:.3f}", ">= 0.35", v >= 0.35)
+        v = p99("list")
+        row("GET /devices p99", v, f"{v:.2f} ms", "< 5 ms", v < 5)
+        for name in ("untrust", "heartbeat"):
+            v = rps(name) / rps(f"{name}-off")
+            row(f"{name} req/s / same run GROUP_COMMIT=off", v,
+                f"{v:.2f} ({rps(name):.0f} / {rps(name + '-off'):.0f})", ">= 5", v >= 5)
+        for name in ("untrust", "heartbeat"):
+            v = p99(name)
+            row(f"{name} p99", v, f"{v:.2f} ms", "< 15 ms", v < 15)
+        v = rps("heartbeat") * 60
+        row("live clients: heartbeat req/s x 60", v, f"{v:,.0f}", ">= 1,000,000", v >= 1_000_000)
+    else:
+        v = rps("list") / ceiling
+        row("GET /devices / healthz", v, f"{v:.3f}", ">= 0.20", v >= 0.20)
+        for name in ("untrust", "heartbeat"):
+            v = rps(name) / rps(f"{name}-off")
+            row(f"{name} req/s / same run GROUP_COMMIT=off", v,
+                f"{v:.2f} ({rps(name):.0f} / {rps(name + '-off'):.0f})", ">= 2", v >= 2)
+        v = rps("heartbeat") * 60
+        row("live clients: heartbeat req/s x 60", v, f"{v:,.0f}", "(info)", True)
+    v = hwm_kb / 1024
+    row("RSS peak, whole bench (VmHWM, every server)", v, f"{v:.1f} MiB", "< 64 MB", v * 1.048576 < 64)
+    return rows
 
 
 def table(headers, rows, aligns):
@@ -548,9 +593,17 @@ def cmd_report(a):
                      r["requests"], f"{r['rss_kb'] / 1024:.1f}"])
     print(table(["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
                  "requests", "RSS after MiB"], rows, "<>>>>>>>>"))
-    end = records[-1]
+    ends = [r for r in records if "hwm_kb" in r]
+    end = ends[0]
+    hwm = max(r["hwm_kb"] for r in ends)
     print(f"server RSS: {meta['rss_start_kb'] / 1024:.1f} MiB at start (seeded, before load), "
-          f"{end['rss_end_kb'] / 1024:.1f} MiB at end; peak (VmHWM) {end['hwm_kb'] / 1024:.1f} MiB")
+          f"{end['rss_end_kb'] / 1024:.1f} MiB at end; peak (VmHWM) {end['hwm_kb'] / 1024:.1f} MiB"
+          + (f"; GROUP_COMMIT=off server's peak {ends[1]['hwm_kb'] / 1024:.1f} MiB" if len(ends) > 1 else ""))
+    if a.db_kind:
+        by = {r["scenario"]: r for r in scenario_records}
+        print()
+        print(f"issue 8 targets ({a.db_kind}):")
+        print(table(["figure", "this run", "target", "met"], targets(a.db_kind, by, hwm), "<>><"))
 
 
 def main():
@@ -564,6 +617,8 @@ def main():
     s.add_argument("--devices", type=int, required=True)
     s.add_argument("--sessions", type=int, required=True)
     s.add_argument("--pool", type=int, required=True)
+    s.add_argument("--pool-off", type=int, default=0,
+                   help="of the pool, the devices kept for the GROUP_COMMIT=off baseline")
     s.add_argument("--secret", required=True)
     s.add_argument("--out", required=True)
 
@@ -592,6 +647,7 @@ def main():
     r = sub.add_parser("report")
     r.add_argument("--kind", choices=["scenarios", "growth"], required=True)
     r.add_argument("--results", required=True)
+    r.add_argument("--db-kind", choices=["sqlite", "postgres"], help="print issue 8's targets for this database")
 
     a = p.parse_args()
     {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,

@@ -205,7 +205,7 @@ pub enum SignError {
 }
 
 /// The authenticated caller of a request: a user and their active session.
-/// Only [`Bearer::run`] and [`Bearer::write`] make one, after checking the
+/// Only [`Bearer::read`] and [`Bearer::write`] make one, after checking the
 /// session in the same database call as the operation's own work.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -218,7 +218,7 @@ pub struct Caller {
 
 /// A bearer token whose signature and claims hold; its session is not
 /// checked yet. The caller's identity is reachable only through
-/// [`Bearer::run`] / [`Bearer::write`], which check the session first, so no
+/// [`Bearer::read`] / [`Bearer::write`], which check the session first, so no
 /// handler can act on a revoked session, and each request makes one trip to
 /// the database instead of two.
 pub struct Bearer {
@@ -236,15 +236,16 @@ pub enum CallError {
 }
 
 impl Bearer {
-    /// Checks the session, then runs `work` as the caller, on one connection.
-    pub async fn run<T, F>(self, db: &Db, work: F) -> Result<T, CallError>
+    /// Checks the session, then runs `work`, which only reads, as the
+    /// caller, on one connection (see [`Db::read`]).
+    pub async fn read<T, F>(self, db: &Db, work: F) -> Result<T, CallError>
     where
-        F: FnOnce(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
+        F: Fn(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
         let claims = self.claims;
         let outcome = db
-            .run(move |conn| match authenticate(conn, claims)? {
+            .read(move |conn| match authenticate(conn, claims.clone())? {
                 Ok(caller) => work(conn, &caller).map(Ok),
                 Err(inactive) => Ok(Err(inactive)),
             })
@@ -252,8 +253,10 @@ impl Bearer {
         outcome
     }
 
-    /// Like [`Bearer::run`], in a write transaction that also holds the
-    /// session check, so a revocation cannot slip in between the two.
+    /// Like [`Bearer::read`], in a write (its own savepoint of its group's
+    /// transaction) that also holds the session check, so a revocation
+    /// cannot slip in between the two: a revocation earlier in the same group
+    /// is seen by the check.
     pub async fn write<T, F>(self, db: &Db, work: F) -> Result<T, CallError>
     where
         F: Fn(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
@@ -274,7 +277,7 @@ impl Bearer {
     pub async fn current_session(self, db: &Db) -> Result<CurrentSession, CallError> {
         let claims = self.claims;
         let outcome = db
-            .run(move |conn| {
+            .read(move |conn| {
                 let found =
                     db::sessions::active_with_device(conn, &claims.sub, &claims.sid, db::now())?;
                 Ok(match found {

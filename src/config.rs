@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     auth::MIN_SECRET_LEN,
     client_addr::TrustedProxies,
-    db::{DatabaseUrl, PoolSettings},
+    db::{DatabaseUrl, PoolSettings, WriteMode},
     middleware::RateLimitSettings,
     retention::RetentionSettings,
     startup::ServerOptions,
@@ -140,6 +140,16 @@ pub struct ServeArgs {
     /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
     #[arg(long, env = "METRICS_BIND_ADDR")]
     pub metrics_bind_addr: Option<String>,
+    /// on: waiting writes share one transaction and one commit, each in its
+    /// own savepoint; off: every write commits alone (the benchmark's baseline).
+    #[arg(long, env = "GROUP_COMMIT", value_enum, default_value_t = Switch::On)]
+    pub group_commit: Switch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl ServeArgs {
@@ -164,6 +174,13 @@ impl ServeArgs {
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty()),
         })
+    }
+
+    pub fn write_mode(&self) -> WriteMode {
+        match self.group_commit {
+            Switch::On => WriteMode::Grouped,
+            Switch::Off => WriteMode::Alone,
+        }
     }
 
     pub fn pool(&self) -> PoolSettings {

@@ -130,7 +130,7 @@ fn device_not_found() -> ErrorResponse {
 pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> responses::ListDevices {
     let now = db::now();
     match bearer
-        .run(&state.db, move |conn, caller| {
+        .read(&state.db, move |conn, caller| {
             Ok((
                 db::devices::list_for_user(conn, &caller.user_id)?,
                 caller.clone(),
@@ -217,7 +217,7 @@ pub async fn get_device(
     let device_id = path.into_inner().id.into_inner();
     let now = db::now();
     let outcome = bearer
-        .run(&state.db, move |conn, caller| {
+        .read(&state.db, move |conn, caller| {
             let Some(row) = db::devices::find_for_user(conn, &caller.user_id, &device_id)? else {
                 return Ok(None);
             };

@@ -122,6 +122,10 @@ pub fn failure<R: StandardFailures>(error: CallError, public: &str) -> R {
             log::error!("{operation}: {cause}");
             R::internal_server_error(ErrorResponse::new(public))
         }
+        CallError::Db(error @ DbError::Commit(_)) => {
+            log::error!("{operation}: {error}");
+            R::internal_server_error(ErrorResponse::new(public))
+        }
     }
 }
 

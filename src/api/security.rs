@@ -120,7 +120,7 @@ pub async fn list_security_events(
     let limit = limit.get();
     let key = state.cursor_key.clone();
     let outcome = bearer
-        .run(&state.db, move |conn, caller| {
+        .read(&state.db, move |conn, caller| {
             // Checked for this caller only: a cursor is bound to its user.
             let after = match cursor.as_deref().map(|c| key.open(&caller.user_id, c)) {
                 None => None,

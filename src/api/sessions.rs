@@ -60,7 +60,7 @@ fn sessions_event(
 #[get("/sessions")]
 pub async fn list_sessions(bearer: Bearer, state: web::Data<AppState>) -> responses::ListSessions {
     let outcome = bearer
-        .run(&state.db, move |conn, caller| {
+        .read(&state.db, move |conn, caller| {
             let rows = db::sessions::list_active_for_user(conn, &caller.user_id, db::now())?;
             Ok((rows, caller.session_id.clone()))
         })

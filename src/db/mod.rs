@@ -1,6 +1,8 @@
 //! The database: backend chosen from `DATABASE_URL`, an r2d2 pool of Diesel
-//! connections, migrations, and the one way handlers reach it ([`Db::run`] /
-//! [`Db::write`]), which keeps Diesel's blocking calls off the actix workers.
+//! connections, migrations, and the ways handlers reach it: [`Db::read`]
+//! (on SQLite, on the worker's own read-only connection, which never waits),
+//! [`Db::write`] (through the one writer, [`writer`]) and [`Db::run`] (the
+//! blocking pool), so that no actix worker ever waits for the database.
 
 pub mod devices;
 pub mod events;
@@ -8,11 +10,16 @@ pub mod models;
 pub mod schema;
 pub mod server_keys;
 pub mod sessions;
+pub mod writer;
 
 use std::{
+    cell::RefCell,
     fmt,
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -198,9 +205,28 @@ pub enum DbError {
     /// Anything else: a bug or a broken invariant (500).
     #[error("database error: {0}")]
     Query(#[from] DieselError),
+    /// The commit of a group of writes failed, so none of them is applied (500).
+    #[error("the group's commit failed: {0}")]
+    Commit(String),
 }
 
 impl DbError {
+    /// The same failure, told to each write of a group that shares it.
+    fn for_each_job(&self) -> Self {
+        match self {
+            Self::Unavailable(cause) => Self::Unavailable(cause.clone()),
+            Self::Query(cause) => Self::Commit(cause.to_string()),
+            Self::Commit(cause) => Self::Commit(cause.clone()),
+        }
+    }
+
+    fn commit_failed(error: DieselError) -> Self {
+        match Self::classify(error) {
+            Self::Query(cause) => Self::Commit(cause.to_string()),
+            other => other,
+        }
+    }
+
     fn classify(error: DieselError) -> Self {
         // libpq reports a server that went away in several ways; Diesel names
         // only some of them.
@@ -225,16 +251,36 @@ impl DbError {
     }
 }
 
-/// The pool, and for SQLite the queue its writers wait in. Cheap to clone
-/// (a few reference counts), as every database call does.
+/// How writes reach the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Through the one writer: waiting writes share a transaction and its
+    /// commit, each in its own savepoint (see [`writer`]).
+    #[default]
+    Grouped,
+    /// Each write its own transaction and commit on the blocking pool (the
+    /// design before group commit, kept as the benchmark's baseline).
+    Alone,
+}
+
+/// The pool, the writer, and for SQLite where the workers' read-only
+/// connections open. Cheap to clone (a few reference counts), as every
+/// database call does.
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<ConnectionManager>,
-    /// SQLite admits one writer at a time, and its busy handler polls with
-    /// sleeps, so writers racing for the lock are served unfairly (seconds of
-    /// p99 under load). Writers of this process queue here instead, holding no
-    /// connection while they wait; other processes still meet the busy timeout.
+    /// `None` with [`WriteMode::Alone`].
+    writer: Option<Arc<writer::Writer>>,
+    /// With [`WriteMode::Alone`] on SQLite: SQLite admits one writer at a
+    /// time, and its busy handler polls with sleeps, so writers racing for
+    /// the lock are served unfairly (seconds of p99 under load). Writers of
+    /// this process queue here instead, holding no connection while they
+    /// wait; other processes still meet the busy timeout.
     sqlite_write_lane: Option<Arc<Mutex<()>>>,
+    /// SQLite: the file the workers' read-only connections open, and this
+    /// `Db`'s number, which tells its connections from those of another
+    /// `Db` on the same thread (tests run many servers in one process).
+    sqlite_reads: Option<(Arc<PathBuf>, u64)>,
     acquire_timeout: Duration,
     /// Waits and commits, for the server's `/metrics`.
     metrics: DbMetrics,
@@ -249,6 +295,11 @@ pub enum OpenError {
     },
     #[error("cannot run the migrations on {url}: {message}")]
     Migrate { url: DatabaseUrl, message: String },
+    #[error("cannot start the database writer for {url}: {source}")]
+    Writer {
+        url: DatabaseUrl,
+        source: std::io::Error,
+    },
 }
 
 impl Db {
@@ -256,6 +307,15 @@ impl Db {
     /// with the driver's own words), runs pending migrations on that
     /// connection, then builds the pool. Blocking: call before serving.
     pub fn open(url: DatabaseUrl, settings: PoolSettings) -> Result<Self, OpenError> {
+        Self::open_with(url, settings, WriteMode::default())
+    }
+
+    /// [`Db::open`], with writes grouped or not.
+    pub fn open_with(
+        url: DatabaseUrl,
+        settings: PoolSettings,
+        write_mode: WriteMode,
+    ) -> Result<Self, OpenError> {
         let mut first = url.connect().map_err(|source| OpenError::Connect {
             url: url.clone(),
             source,
@@ -273,12 +333,39 @@ impl Db {
             // The first connection above proved the database answers; the pool
             // fills in the background rather than failing start-up on a slow connect.
             .build_unchecked(ConnectionManager { url: url.clone() });
-        let sqlite_write_lane = url.is_sqlite().then(|| Arc::new(Mutex::new(())));
+        let metrics = DbMetrics::new();
+        let writer = match write_mode {
+            WriteMode::Grouped => Some(Arc::new(
+                writer::Writer::start(
+                    pool.clone(),
+                    url.is_sqlite(),
+                    metrics.clone(),
+                    settings.acquire_timeout,
+                )
+                .map_err(|e| OpenError::Writer {
+                    url: url.clone(),
+                    source: e,
+                })?,
+            )),
+            WriteMode::Alone => None,
+        };
+        let sqlite_write_lane =
+            (url.is_sqlite() && writer.is_none()).then(|| Arc::new(Mutex::new(())));
+        static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+        let sqlite_reads = match &url {
+            DatabaseUrl::Sqlite { path } => Some((
+                Arc::new(path.clone()),
+                NEXT_DB.fetch_add(1, Ordering::Relaxed),
+            )),
+            DatabaseUrl::Postgres { .. } => None,
+        };
         Ok(Self {
             pool,
+            writer,
             sqlite_write_lane,
+            sqlite_reads,
             acquire_timeout: settings.acquire_timeout,
-            metrics: DbMetrics::new(),
+            metrics,
         })
     }
 
@@ -322,10 +409,26 @@ impl Db {
         .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
     }
 
-    /// Like [`Db::run`], inside a write transaction (see [`write_transaction`]).
-    /// A transaction PostgreSQL aborted as a deadlock victim or a
-    /// serialization failure is retried: nothing of it was applied.
+    /// Runs `work` as one write: through the writer, in a savepoint of its
+    /// group's transaction, answered once that transaction is committed
+    /// (see [`writer`]); with [`WriteMode::Alone`], in a transaction of its
+    /// own on the blocking pool. `work` may run more than once (a group run
+    /// again); only one run is ever committed.
     pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(work).await,
+            None => self.write_alone(work).await,
+        }
+    }
+
+    /// One write in its own transaction (see [`write_transaction`]) on the
+    /// blocking pool. A transaction PostgreSQL aborted as a deadlock victim
+    /// or a serialization failure is retried: nothing of it was applied.
+    async fn write_alone<T, F>(&self, work: F) -> Result<T, DbError>
     where
         F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
@@ -356,7 +459,6 @@ impl Db {
                                 attempt += 1;
                             }
                             Ok(value) => {
-                                // One request's writes per transaction, until group commit.
                                 db.metrics.record_commit(1, began.elapsed());
                                 return Ok(value);
                             }
@@ -368,6 +470,29 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
+    }
+
+    /// Runs `work`, which only reads. On SQLite it runs right here, on the
+    /// calling worker's own read-only connection: WAL readers do not wait
+    /// for the writer, and its busy timeout is zero, so a worker never
+    /// waits; a read that finds the database busy all the same (a
+    /// checkpoint, a recovery) runs again on the blocking pool, as every
+    /// PostgreSQL read does.
+    pub async fn read<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some((path, id)) = &self.sqlite_reads {
+            match read_here(path, *id, &work) {
+                Some(Err(error)) if is_busy(&error) => {
+                    log::debug!("read found the database busy; retrying on the blocking pool");
+                }
+                Some(outcome) => return outcome.map_err(DbError::classify),
+                None => {}
+            }
+        }
+        self.run(work).await
     }
 
     /// Runs `work` with a pooled connection on this thread (the CLI and
@@ -400,6 +525,60 @@ impl Db {
             pooled.lost = true;
         }
         outcome
+    }
+}
+
+thread_local! {
+    /// This thread's read-only SQLite connections, one per open [`Db`].
+    static READERS: RefCell<Vec<(u64, AnyConnection)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` on this thread's read-only connection to `path`; `None` when
+/// that connection cannot be opened (the caller reads elsewhere).
+fn read_here<T>(
+    path: &std::path::Path,
+    id: u64,
+    work: &impl Fn(&mut AnyConnection) -> Result<T, DieselError>,
+) -> Option<Result<T, DieselError>> {
+    READERS.with(|readers| {
+        let mut readers = readers.borrow_mut();
+        let index = match readers.iter().position(|(of, _)| *of == id) {
+            Some(index) => index,
+            None => {
+                let conn = open_reader(path)
+                    .map_err(|e| log::warn!("cannot open a read-only connection: {e}"))
+                    .ok()?;
+                readers.push((id, AnyConnection::Sqlite(conn)));
+                readers.len() - 1
+            }
+        };
+        Some(work(&mut readers[index].1))
+    })
+}
+
+fn open_reader(path: &std::path::Path) -> Result<SqliteConnection, DieselError> {
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(|e| DieselError::QueryBuilderError(e.to_string().into()))?;
+    // The file is in WAL mode already (set by the pool's connections), so
+    // nothing here takes a lock.
+    conn.batch_execute(
+        "PRAGMA query_only = 1;
+         PRAGMA busy_timeout = 0;",
+    )?;
+    Ok(conn)
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds what this one
+/// needs (Diesel names neither, so the message tells).
+fn is_busy(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("database is locked")
+                || message.contains("is locked")
+                || message.contains("busy")
+        }
+        _ => false,
     }
 }
 

@@ -138,6 +138,7 @@ pub fn note_refusal(refusal: Refusal) {
 
 /// The current request, taken along to another thread.
 #[must_use]
+#[derive(Clone)]
 pub struct Carried(Option<Arc<RequestContext>>);
 
 impl Carried {

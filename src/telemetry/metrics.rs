@@ -299,7 +299,7 @@ impl DbMetrics {
         Self {
             thread_wait: histogram(
                 "flashback_db_thread_wait_seconds",
-                "Time a database call waited for a database thread (BLOCKING_THREADS per worker).",
+                "Time a database call waited for a database thread (BLOCKING_THREADS per worker), or a write in the writer's queue.",
                 &WAIT_BUCKETS,
             ),
             pool_wait: histogram(

@@ -263,7 +263,14 @@ backend_test!(an_exhausted_pool_answers_503_instead_of_hanging, |app| {
             format!("/devices/{}/untrust", alice.device_id),
         ),
     ] {
-        let response = app.call(method, &path, Some(&alice.token), None).await;
+        let response = app
+            .call(method.clone(), &path, Some(&alice.token), None)
+            .await;
+        if method == Method::GET && app.backend == Backend::Sqlite {
+            // A SQLite read runs on the worker's own connection, not a pooled one.
+            assert_eq!(response.status, 200, "{path}: {}", response.body);
+            continue;
+        }
         assert_eq!(response.status, 503, "{path}: {}", response.body);
         assert_eq!(response.body, error_body("Service temporarily unavailable"));
     }

@@ -360,6 +360,14 @@ impl TestApp {
         }
     }
 
+    /// The SQLite database's file, on SQLite.
+    #[allow(dead_code)]
+    pub fn sqlite_path(&self) -> Option<String> {
+        self.database_url
+            .strip_prefix("sqlite://")
+            .map(str::to_owned)
+    }
+
     /// Runs SQL on a connection of the server's pool, behind its back (to
     /// break or repair the schema under it, say).
     pub async fn execute_sql(&self, sql: &str) {
@@ -393,6 +401,51 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         address
+    }
+}
+
+/// Another process that looks, to SQLite, as if it were rebuilding the WAL
+/// index of the database at `path` ("recovery"): it holds the write and
+/// recovery locks of the `-shm` file and has zeroed the index header, so
+/// every reader must wait for it. A reader that does not wait (busy timeout
+/// 0, as the workers' own connections) fails with "database is locked":
+/// the busy that sends a worker's read to the blocking pool. It ends when
+/// dropped, and the next reader rebuilds the index for real.
+pub struct RecoveryElsewhere(std::process::Child);
+
+impl RecoveryElsewhere {
+    pub fn start(path: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        // SQLite's shm locks are POSIX byte locks, which only another
+        // process can hold against this one: 120 is the WAL write lock,
+        // 122 the recovery lock; the header is the first 96 bytes.
+        const HOLD: &str = "import fcntl, os, sys\n\
+            fd = os.open(sys.argv[1] + '-shm', os.O_RDWR)\n\
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 120)\n\
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 122)\n\
+            os.pwrite(fd, bytes(96), 0)\n\
+            print('held', flush=True)\n\
+            sys.stdin.read()\n";
+        let mut child = Command::new("python3")
+            .args(["-c", HOLD, path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held", "the lock holder did not start");
+        Self(child)
+    }
+}
+
+impl Drop for RecoveryElsewhere {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
     }
 }
 

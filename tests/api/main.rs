@@ -9,6 +9,7 @@ mod client_addr;
 mod devices;
 mod examples;
 mod fuzz;
+mod group_commit;
 mod hardening;
 mod logs;
 mod metrics;

@@ -277,6 +277,7 @@ def cmd_seed(a):
     write("untrust.req", untrust_lines[:split])
     write("untrust-off.req", untrust_lines[split:])
     write("heartbeat.req", heartbeat_lines)
+    write("heartbeat-off.req", heartbeat_lines)
     write("pool-ids.txt", pool_ids)
     print(json.dumps({"devices": len(rows.devices), "sessions": len(rows.sessions),
                       "pool": len(pool_ids), "tokens": len(list_lines) + len(tokens)}))

@@ -13,10 +13,11 @@
 //! batch: a revocation earlier in the batch is seen by a write later in it, as
 //! it would be by a later transaction, so revocation keeps its zero delay.
 //!
-//! PostgreSQL pays a round trip per `SAVEPOINT`/`RELEASE`, so there a batch
-//! first runs without them and, only if a job fails, is rolled back whole
-//! and run again with them (the failing job's changes must not commit, and a
-//! failed statement aborts a PostgreSQL transaction). A batch that
+//! A `SAVEPOINT`/`RELEASE` pair costs two statements per job (two round
+//! trips on PostgreSQL), so a batch first runs without them and, only if a
+//! job fails, is rolled back whole and run again with them: then the failing
+//! job is rolled back alone and the others commit (its changes must not
+//! commit, and a failed statement aborts a PostgreSQL transaction). A batch that
 //! PostgreSQL aborts as a deadlock victim or a serialization failure is run
 //! again whole: nothing of it was applied.
 
@@ -169,6 +170,7 @@ impl Writer {
 
 struct WriterThread {
     pool: r2d2::Pool<ConnectionManager>,
+    /// `BEGIN IMMEDIATE` rather than `BEGIN`.
     sqlite: bool,
     metrics: DbMetrics,
 }
@@ -239,8 +241,11 @@ impl WriterThread {
         conn: &mut AnyConnection,
         batch: &mut [Box<dyn Job>],
     ) -> Result<(), DbError> {
-        // SQLite's savepoints cost no round trip: always use them there.
-        let mut savepoints = self.sqlite;
+        // Savepoints cost two statements per job (a round trip each on
+        // PostgreSQL, a parse each on SQLite), and jobs rarely fail: a batch
+        // first runs without them, and only when a job fails is it rolled
+        // back whole and run again with them.
+        let mut savepoints = false;
         let mut attempt = 1;
         loop {
             // The last run undoes a job that is still a victim alone.

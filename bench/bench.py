@@ -271,13 +271,13 @@ def cmd_seed(a):
     write("list.req", list_lines)
     write("current.req", current_lines)
     write("get.req", get_lines)
-    # The tail of the pool is the grouping-off baseline's (GROUP_COMMIT=off),
+    # The tail of the pool is for the run in the other GROUP_COMMIT mode,
     # so that no device is untrusted twice in one invocation.
     split = len(untrust_lines) - min(a.pool_off, len(untrust_lines) // 2)
     write("untrust.req", untrust_lines[:split])
-    write("untrust-off.req", untrust_lines[split:])
+    write("untrust-alt.req", untrust_lines[split:])
     write("heartbeat.req", heartbeat_lines)
-    write("heartbeat-off.req", heartbeat_lines)
+    write("heartbeat-alt.req", heartbeat_lines)
     write("pool-ids.txt", pool_ids)
     print(json.dumps({"devices": len(rows.devices), "sessions": len(rows.sessions),
                       "pool": len(pool_ids), "tokens": len(list_lines) + len(tokens)}))
@@ -504,8 +504,8 @@ SCENARIOS = {
     "get": "GET /devices/{id}",
     "untrust": "POST /devices/{id}/untrust",
     "heartbeat": "POST /sessions/{id}/heartbeat",
-    "untrust-off": "POST /devices/{id}/untrust, GROUP_COMMIT=off",
-    "heartbeat-off": "POST /sessions/{id}/heartbeat, GROUP_COMMIT=off",
+    "untrust-alt": "POST /devices/{id}/untrust, GROUP_COMMIT=%s",
+    "heartbeat-alt": "POST /sessions/{id}/heartbeat, GROUP_COMMIT=%s",
 }
 
 # Issue 8's targets: (label, value function, target text, met function).
@@ -526,9 +526,9 @@ def targets(kind, by, hwm_kb):
         v = p99("list")
         row("GET /devices p99", v, f"{v:.2f} ms", "< 5 ms", v < 5)
         for name in ("untrust", "heartbeat"):
-            v = rps(name) / rps(f"{name}-off")
+            v = rps(name) / rps(f"{name}-alt")
             row(f"{name} req/s / same run GROUP_COMMIT=off", v,
-                f"{v:.2f} ({rps(name):.0f} / {rps(name + '-off'):.0f})", ">= 5", v >= 5)
+                f"{v:.2f} ({rps(name):.0f} / {rps(name + '-alt'):.0f})", ">= 5", v >= 5)
         for name in ("untrust", "heartbeat"):
             v = p99(name)
             row(f"{name} p99", v, f"{v:.2f} ms", "< 15 ms", v < 15)
@@ -537,10 +537,11 @@ def targets(kind, by, hwm_kb):
     else:
         v = rps("list") / ceiling
         row("GET /devices / healthz", v, f"{v:.3f}", ">= 0.20", v >= 0.20)
+        # The default (auto) is off on PostgreSQL: the current design.
         for name in ("untrust", "heartbeat"):
-            v = rps(name) / rps(f"{name}-off")
-            row(f"{name} req/s / same run GROUP_COMMIT=off", v,
-                f"{v:.2f} ({rps(name):.0f} / {rps(name + '-off'):.0f})", ">= 2", v >= 2)
+            v = rps(f"{name}-alt") / rps(name)
+            row(f"{name} req/s, GROUP_COMMIT=on / off (default)", v,
+                f"{v:.2f} ({rps(name + '-alt'):.0f} / {rps(name):.0f})", ">= 2", v >= 2)
         v = rps("heartbeat") * 60
         row("live clients: heartbeat req/s x 60", v, f"{v:,.0f}", "(info)", True)
     v = hwm_kb / 1024
@@ -589,7 +590,10 @@ def cmd_report(a):
     for r in scenario_records:
         ratio = f"{r['rps'] / ceiling:.3f}" if ceiling else "-"
         errors = r["err_status"] + r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
-        rows.append([SCENARIOS[r["scenario"]], f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
+        label = SCENARIOS[r["scenario"]]
+        if "%s" in label:
+            label = label % a.alt
+        rows.append([label, f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
                      f"{r['p99_us'] / 1000:.2f}", f"{r['max_us'] / 1000:.0f}", errors, ratio,
                      r["requests"], f"{r['rss_kb'] / 1024:.1f}"])
     print(table(["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
@@ -599,7 +603,7 @@ def cmd_report(a):
     hwm = max(r["hwm_kb"] for r in ends)
     print(f"server RSS: {meta['rss_start_kb'] / 1024:.1f} MiB at start (seeded, before load), "
           f"{end['rss_end_kb'] / 1024:.1f} MiB at end; peak (VmHWM) {end['hwm_kb'] / 1024:.1f} MiB"
-          + (f"; GROUP_COMMIT=off server's peak {ends[1]['hwm_kb'] / 1024:.1f} MiB" if len(ends) > 1 else ""))
+          + (f"; GROUP_COMMIT={a.alt} server's peak {ends[1]['hwm_kb'] / 1024:.1f} MiB" if len(ends) > 1 else ""))
     if a.db_kind:
         by = {r["scenario"]: r for r in scenario_records}
         print()
@@ -649,6 +653,7 @@ def main():
     r.add_argument("--kind", choices=["scenarios", "growth"], required=True)
     r.add_argument("--results", required=True)
     r.add_argument("--db-kind", choices=["sqlite", "postgres"], help="print issue 8's targets for this database")
+    r.add_argument("--alt", default="off", help="the GROUP_COMMIT mode of the -alt scenarios")
 
     a = p.parse_args()
     {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,

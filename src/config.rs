@@ -140,14 +140,17 @@ pub struct ServeArgs {
     /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
     #[arg(long, env = "METRICS_BIND_ADDR")]
     pub metrics_bind_addr: Option<String>,
-    /// on: waiting writes share one transaction and one commit, each in its
-    /// own savepoint; off: every write commits alone (the benchmark's baseline).
-    #[arg(long, env = "GROUP_COMMIT", value_enum, default_value_t = Switch::On)]
-    pub group_commit: Switch,
+    /// on: waiting writes share one transaction and one commit (one writer);
+    /// off: every write commits alone, concurrently; auto: on for SQLite, off
+    /// for PostgreSQL (which groups concurrent commits itself, and gains more
+    /// from parallel connections than from one writer: README, Performance).
+    #[arg(long, env = "GROUP_COMMIT", value_enum, default_value_t = GroupCommit::Auto)]
+    pub group_commit: GroupCommit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
+pub enum GroupCommit {
+    Auto,
     On,
     Off,
 }
@@ -176,10 +179,11 @@ impl ServeArgs {
         })
     }
 
-    pub fn write_mode(&self) -> WriteMode {
+    pub fn write_mode(&self, url: &DatabaseUrl) -> WriteMode {
         match self.group_commit {
-            Switch::On => WriteMode::Grouped,
-            Switch::Off => WriteMode::Alone,
+            GroupCommit::On => WriteMode::Grouped,
+            GroupCommit::Off => WriteMode::Alone,
+            GroupCommit::Auto => WriteMode::for_url(url),
         }
     }
 

@@ -152,7 +152,9 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     let options = args.server_options()?;
     let (tokens, source) = token_keys(&url)?;
     log::info!("database: {url}");
-    let db = Db::open_with(url, args.pool(), args.write_mode()).map_err(|e| e.to_string())?;
+    let write_mode = args.write_mode(&url);
+    log::info!("writes: {write_mode:?}");
+    let db = Db::open_with(url, args.pool(), write_mode).map_err(|e| e.to_string())?;
     let cursor_key =
         CursorKey::load(&db).map_err(|e| format!("cannot read the cursor key: {e}"))?;
     let policy = common.policy();

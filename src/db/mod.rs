@@ -252,15 +252,29 @@ impl DbError {
 }
 
 /// How writes reach the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
     /// Through the one writer: waiting writes share a transaction and its
     /// commit, each in its own savepoint (see [`writer`]).
-    #[default]
     Grouped,
-    /// Each write its own transaction and commit on the blocking pool (the
-    /// design before group commit, kept as the benchmark's baseline).
+    /// Each write its own transaction and commit on the blocking pool, as
+    /// many at once as there are connections (the design before group
+    /// commit).
     Alone,
+}
+
+impl WriteMode {
+    /// What `GROUP_COMMIT=auto` picks: grouped on SQLite, which commits one
+    /// writer at a time anyway; alone on PostgreSQL, which groups concurrent
+    /// commits itself and measured faster with parallel connections than
+    /// through one writer (README, Performance).
+    pub fn for_url(url: &DatabaseUrl) -> Self {
+        if url.is_sqlite() {
+            Self::Grouped
+        } else {
+            Self::Alone
+        }
+    }
 }
 
 /// The pool, the writer, and for SQLite where the workers' read-only
@@ -307,7 +321,8 @@ impl Db {
     /// with the driver's own words), runs pending migrations on that
     /// connection, then builds the pool. Blocking: call before serving.
     pub fn open(url: DatabaseUrl, settings: PoolSettings) -> Result<Self, OpenError> {
-        Self::open_with(url, settings, WriteMode::default())
+        let write_mode = WriteMode::for_url(&url);
+        Self::open_with(url, settings, write_mode)
     }
 
     /// [`Db::open`], with writes grouped or not.

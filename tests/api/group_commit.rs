@@ -6,13 +6,15 @@
 //! from a connection of its own (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an
 //! exclusive lock on `devices`), so that the writer stalls on the first
 //! write it takes while the next ones queue behind it; once the lock is
-//! released, everything queued runs as one group.
+//! released, everything queued runs as one group. Grouping is on for both
+//! backends here (`GROUP_COMMIT=on`; PostgreSQL's default is off).
 
 use std::{sync::Arc, time::Duration};
 
 use diesel::{
     connection::SimpleConnection, pg::PgConnection, sqlite::SqliteConnection, Connection,
 };
+use flashback_devices::db::WriteMode;
 use reqwest::Method;
 use serde_json::json;
 
@@ -74,6 +76,18 @@ async fn grouped_commits(app: &TestApp) -> u64 {
         - value("flashback_db_commit_writes_bucket{le=\"1\"} ")
 }
 
+/// A server whose writes go through the writer, whatever the backend.
+async fn grouped(backend: Backend) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        Setup {
+            write_mode: Some(WriteMode::Grouped),
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
 /// Lets requests sent before it reach the writer's queue.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -82,7 +96,7 @@ async fn settle() {
 backend_test!(
     a_failing_write_is_rolled_back_alone_and_its_group_commits,
     |app| {
-        let app = Arc::new(app);
+        let app = Arc::new(grouped(app.backend).await);
         let mut users = Vec::new();
         for i in 0..12 {
             let caller = app.login(&format!("user-{i}"), "Laptop", Some("fp")).await;
@@ -190,7 +204,7 @@ backend_test!(
 backend_test!(
     a_session_revoked_earlier_in_a_group_cannot_write_later_in_it,
     |app| {
-        let app = Arc::new(app);
+        let app = Arc::new(grouped(app.backend).await);
         let other = app.login("bob", "Laptop", Some("fp-bob")).await;
         let phone = app.login("alice", "Phone", Some("fp-phone")).await;
         let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;

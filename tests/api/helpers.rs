@@ -10,7 +10,7 @@ use flashback_devices::{
     api::types::DeviceType,
     auth::TokenKeys,
     cursor::CursorKey,
-    db::{DatabaseUrl, Db, PoolSettings},
+    db::{DatabaseUrl, Db, PoolSettings, WriteMode},
     provisioning::{self, IssuedSession, SignIn},
     startup::{Application, ServerOptions},
     state::{AppState, Policy},
@@ -123,6 +123,8 @@ impl TestResponse {
 /// How to build the server under test; `Setup::default()` is the common case.
 pub struct Setup {
     pub pool: PoolSettings,
+    /// `None`: what `GROUP_COMMIT=auto` picks for the backend.
+    pub write_mode: Option<WriteMode>,
     pub options: ServerOptions,
     pub tokens: TokenKeys,
 }
@@ -134,6 +136,7 @@ impl Default for Setup {
                 max_size: 8,
                 acquire_timeout: Duration::from_secs(5),
             },
+            write_mode: None,
             options: ServerOptions::local(),
             tokens: TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap(),
         }
@@ -149,7 +152,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, setup: Setup) -> Self {
-        let pool = setup.pool;
+        let (pool, write_mode) = (setup.pool, setup.write_mode);
         let _ = env_logger::builder().is_test(true).try_init();
         let (database_url, scratch) = match backend {
             Backend::Sqlite => {
@@ -178,7 +181,8 @@ impl TestApp {
         };
         let parsed = DatabaseUrl::parse(&database_url).expect("test database URL");
         let (db, cursor_key) = tokio::task::spawn_blocking(move || {
-            let db = Db::open(parsed, pool).expect("open test database");
+            let write_mode = write_mode.unwrap_or_else(|| WriteMode::for_url(&parsed));
+            let db = Db::open_with(parsed, pool, write_mode).expect("open test database");
             let cursor_key = CursorKey::load(&db).expect("cursor key");
             (db, cursor_key)
         })

@@ -87,7 +87,13 @@ where
 
     fn run(&mut self, conn: &mut AnyConnection) -> Step {
         let work = &self.work;
-        let outcome = self.request.clone().run(|| work(conn));
+        // A panicking write fails alone, as it did on the blocking pool,
+        // instead of taking the writer thread (and every later write) down.
+        let outcome = self.request.clone().run(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))).unwrap_or_else(
+                |_| Err(DieselError::QueryBuilderError("the write panicked".into())),
+            )
+        });
         let step = match &outcome {
             Ok(_) => Step::Done,
             Err(error) if is_transient(error) => Step::Transient,
@@ -353,5 +359,29 @@ fn rollback(conn: &mut AnyConnection, error: DbError) -> Attempt {
         Err(rollback) => Attempt::Broken(DbError::Unavailable(format!(
             "{error}; the rollback failed too: {rollback}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{devices, DatabaseUrl, Db, PoolSettings, WriteMode};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.db");
+        let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+        let settings = PoolSettings {
+            max_size: 2,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let db = Db::open_with(url, settings, WriteMode::Grouped).unwrap();
+        let panicking = db.write(|_conn| -> Result<i64, DieselError> { panic!("a bug") });
+        let beside = db.write(devices::count_all);
+        let (panicked, counted) = futures_util::future::join(panicking, beside).await;
+        assert!(panicked.is_err(), "{panicked:?}");
+        assert_eq!(counted.unwrap(), 0);
+        assert_eq!(db.write(devices::count_all).await.unwrap(), 0);
     }
 }

@@ -8,6 +8,7 @@ pub mod models;
 pub mod schema;
 pub mod server_keys;
 pub mod sessions;
+pub mod webhook_deliveries;
 
 use std::{
     fmt,

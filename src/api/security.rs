@@ -75,7 +75,8 @@ impl<'de> Deserialize<'de> for PageLimit {
     }
 }
 
-fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
+/// The event as `listSecurityEvents` shows it (and the webhooks send it).
+pub fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
     let Some(kind) = SecurityEventType::from_wire(&row.event_type) else {
         // Only a foreign writer of the table can store another type.
         log::warn!(

@@ -17,3 +17,4 @@ mod request_ids;
 mod routing;
 mod security_events;
 mod sessions;
+mod webhooks;

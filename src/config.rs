@@ -159,7 +159,12 @@ pub struct ServeArgs {
     pub webhook_urls: String,
     /// The webhooks' signing secret, `whsec_` + base64 of at least 24 random bytes
     /// (`flashback-devices webhook secret` prints one). Required with WEBHOOK_URLS.
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub webhook_secret: String,
     /// How long one webhook attempt may take, in milliseconds.
     #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]

@@ -822,7 +822,9 @@ fn the_utoipa_document_and_the_spec_describe_the_same_api() {
         .sum();
     assert!(operations > 0, "the spec has no operations");
     assert!(
-        spec_doc.operations("webhooks").contains_key("securityEvent"),
+        spec_doc
+            .operations("webhooks")
+            .contains_key("securityEvent"),
         "the spec has no webhooks.securityEvent"
     );
     assert!(

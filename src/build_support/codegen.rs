@@ -66,7 +66,9 @@ fn generate_all_of(
         if let Some(reference) = member.get("$ref").and_then(Value::as_str) {
             let target = reference
                 .strip_prefix("#/components/schemas/")
-                .ok_or(format!("{member_at}: only #/components/schemas refs are supported"))?;
+                .ok_or(format!(
+                    "{member_at}: only #/components/schemas refs are supported"
+                ))?;
             flattened.push((snake_case(target), target.to_owned()));
             continue;
         }

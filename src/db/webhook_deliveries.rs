@@ -203,10 +203,7 @@ pub enum Outcome {
     /// The endpoint answered 2xx.
     Delivered,
     /// It did not; try again at this time.
-    Retry {
-        at: NaiveDateTime,
-        error: String,
-    },
+    Retry { at: NaiveDateTime, error: String },
     /// It did not, and its time is up (or it cannot be sent at all).
     GiveUp { error: String },
     /// Not attempted (an earlier delivery of its user failed, or the lease

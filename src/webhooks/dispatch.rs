@@ -148,12 +148,15 @@ impl Endpoint<'_> {
             });
             by_user[slot].push(claimed);
         }
-        let outcomes: Vec<(String, Outcome)> =
-            join_all(by_user.into_iter().map(|user| self.deliver_in_order(user, lease_end)))
-                .await
+        let outcomes: Vec<(String, Outcome)> = join_all(
+            by_user
                 .into_iter()
-                .flatten()
-                .collect();
+                .map(|user| self.deliver_in_order(user, lease_end)),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
         for (event_id, outcome) in &outcomes {
             if let Outcome::GiveUp { error } = outcome {
                 log::warn!(
@@ -206,7 +209,9 @@ impl Endpoint<'_> {
         match self.send(&claimed.event_id, body).await {
             Ok(()) => {
                 self.metrics.record_attempt("delivered");
-                let lag = (db::now() - claimed.occurred_at).to_std().unwrap_or_default();
+                let lag = (db::now() - claimed.occurred_at)
+                    .to_std()
+                    .unwrap_or_default();
                 self.metrics.record_lag(lag);
                 Outcome::Delivered
             }

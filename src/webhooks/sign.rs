@@ -41,7 +41,10 @@ pub enum SecretError {
 impl WebhookSecret {
     /// Parses `whsec_<base64>` holding at least [`MIN_KEY_LEN`] bytes.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
-        let encoded = text.trim().strip_prefix(PREFIX).ok_or(SecretError::NoPrefix)?;
+        let encoded = text
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(SecretError::NoPrefix)?;
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| SecretError::NotBase64)?;
@@ -89,7 +92,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_secrets() {
-        assert_eq!(WebhookSecret::parse("abc").unwrap_err(), SecretError::NoPrefix);
+        assert_eq!(
+            WebhookSecret::parse("abc").unwrap_err(),
+            SecretError::NoPrefix
+        );
         assert_eq!(
             WebhookSecret::parse("whsec_!!!").unwrap_err(),
             SecretError::NotBase64

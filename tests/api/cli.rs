@@ -377,7 +377,10 @@ fn a_bad_webhook_configuration_stops_serve_with_code_2_and_one_line() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with(expected), "{stderr}");
-        assert!(!stderr.contains("c2hvcnQ") && !stderr.contains("MfKQ9r8"), "{stderr}");
+        assert!(
+            !stderr.contains("c2hvcnQ") && !stderr.contains("MfKQ9r8"),
+            "{stderr}"
+        );
     }
 }
 

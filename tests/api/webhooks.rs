@@ -316,7 +316,7 @@ webhook_test!(
                 json!({"type": event["type"], "timestamp": event["occurredAt"], "data": data})
             );
         }
-        let counts = outbox_counts(&app).await;
+        let counts = wait_for_counts(&app, |c| c.delivered == events.len() as i64).await;
         assert_eq!((counts.pending, counts.failed), (0, 0));
         assert_eq!(counts.delivered, events.len() as i64);
         assert_eq!(counts.oldest_pending, None);
@@ -596,9 +596,10 @@ webhook_test!(
         assert_eq!(after.len(), before.len() + 1);
         receiver.wait_for(&after).await;
         assert_eq!(receiver.acknowledged_ids(), after);
+        let counts = wait_for_counts(&app, |c| c.delivered == after.len() as i64).await;
         assert_eq!(
-            outbox_counts(&app).await.delivered,
-            after.len() as i64,
+            (counts.pending, counts.failed),
+            (0, 0),
             "only committed events have deliveries"
         );
     }

@@ -51,7 +51,7 @@ impl WebhookSettings {
             retry_max: Duration::from_secs(3600),
             give_up_after: Duration::from_secs(24 * 3600),
             poll_interval: Duration::from_millis(500),
-            batch: 100,
+            batch: 500,
         }
     }
 

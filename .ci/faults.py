@@ -7,6 +7,10 @@
              concurrent clients so that the writer commits them in groups; after a restart
              every acknowledged untrust is still in effect.
 3. shutdown: SIGTERM while requests are in flight -> they complete, exit code 0.
+4. webhooks: kill -9 with webhook deliveries pending and in flight (SQLite and
+             PostgreSQL), restart -> every recorded event reaches the receiver
+             (duplicates allowed, losses not); and two servers on one PostgreSQL
+             with one receiver -> every event delivered exactly once, not once per server.
 
 Loopback only; every loop is bounded in count and time. Prints figures; exits 1 on any failure.
 """
@@ -334,6 +338,193 @@ def drill_shutdown():
           flush=True)
 
 
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class WebhookReceiver:
+    """A loopback receiver that checks each signature and counts 2xx answers per webhook-id.
+    `delay` keeps each request open a while, so that a kill finds deliveries in flight."""
+
+    def __init__(self, delay=0.0):
+        import base64
+        import hashlib
+        import hmac
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        key = base64.b64decode(WEBHOOK_SECRET.split("_", 1)[1])
+        self.counts = {}
+        self.bad_signatures = 0
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                wid, ts = self.headers["webhook-id"], self.headers["webhook-timestamp"]
+                expected = "v1," + base64.b64encode(
+                    hmac.new(key, f"{wid}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+                if delay:
+                    time.sleep(delay)
+                with lock:
+                    if self.headers["webhook-signature"] != expected:
+                        receiver.bad_signatures += 1
+                    receiver.counts[wid] = receiver.counts.get(wid, 0) + 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def event_ids(database_url):
+    if database_url.startswith("sqlite://"):
+        import sqlite3
+        with sqlite3.connect(database_url[len("sqlite://"):]) as db:
+            return {row[0] for row in db.execute("SELECT id FROM security_events")}
+    out = subprocess.run(["psql", database_url, "-Atc", "SELECT id FROM security_events"],
+                         capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def start_webhook_server(database_url, port, receiver):
+    os.environ.update(WEBHOOK_URLS=receiver.url, WEBHOOK_SECRET=WEBHOOK_SECRET,
+                      WEBHOOK_TIMEOUT_MS="1000", WEBHOOK_RETRY_BASE_MS="100",
+                      WEBHOOK_RETRY_MAX_MS="1000", WEBHOOK_POLL_MS="100")
+    try:
+        return start_server(database_url, port)
+    finally:
+        for name in ("WEBHOOK_URLS", "WEBHOOK_SECRET", "WEBHOOK_TIMEOUT_MS", "WEBHOOK_RETRY_BASE_MS",
+                     "WEBHOOK_RETRY_MAX_MS", "WEBHOOK_POLL_MS"):
+            os.environ.pop(name, None)
+
+
+def webhook_users(url):
+    """Ten users, each with a caller session and 12 devices to untrust: events of several users
+    interleave, as the dispatcher's order per user must cope with."""
+    callers = {f"user-{u}": session_create(url, f"user-{u}", "fp-caller") for u in range(10)}
+    targets = [session_create(url, f"user-{i % 10}", f"fp-target-{i}") for i in range(120)]
+    return callers, targets
+
+
+def untrust_all(ports, caller, targets, stop_after=None, threads=8):
+    """Untrusts `targets` (each with its user's `caller` session) through `ports` (round robin) from
+    8 threads; returns once done, or once `stop_after` were acknowledged (the rest keep going until
+    the caller kills the server)."""
+    acknowledged = []
+    lock = threading.Lock()
+    queue = list(targets)
+
+    def loop(i):
+        port = ports[i % len(ports)]
+        while True:
+            with lock:
+                if not queue:
+                    return
+                target = queue.pop()
+            try:
+                status, _ = request(port, "POST", f"/devices/{target['deviceId']}/untrust",
+                                    caller[target["userId"]]["token"])
+            except OSError:
+                continue
+            if status == 200:
+                with lock:
+                    acknowledged.append(target)
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    if stop_after is None:
+        for t in workers:
+            t.join()
+    else:
+        while len(acknowledged) < stop_after and any(t.is_alive() for t in workers):
+            time.sleep(0.005)
+    return acknowledged, workers
+
+
+def wait_delivered(database_url, receiver, seconds=60):
+    deadline = time.time() + seconds
+    while True:
+        missing = event_ids(database_url) - set(receiver.counts)
+        if not missing or time.time() > deadline:
+            return missing
+        time.sleep(0.2)
+
+
+def drill_webhooks_crash(backend):
+    print(f"\n== webhooks crash ({backend}): kill -9 with deliveries pending and in flight", flush=True)
+    scratch = tempfile.mkdtemp()
+    if backend == "sqlite":
+        name, url = None, f"sqlite://{scratch}/webhooks.db"
+    else:
+        name, url = create_pg_database()
+    receiver = WebhookReceiver(delay=0.05)
+    port = free_port()
+    server = None
+    try:
+        subprocess.run([BINARY, "migrate"], env=env_for(url, port), check=True, capture_output=True)
+        server = start_webhook_server(url, port, receiver)
+        caller, targets = webhook_users(url)
+        acknowledged, workers = untrust_all([port], caller, targets, stop_after=40)
+        pending_at_kill = len(event_ids(url)) - len(receiver.counts)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        for t in workers:
+            t.join()
+        received_before = sum(receiver.counts.values())
+        server = start_webhook_server(url, port, receiver)
+        missing = wait_delivered(url, receiver)
+        events = len(event_ids(url))
+        duplicates = sum(n - 1 for n in receiver.counts.values())
+        check(not missing, f"{len(missing)} of {events} events never delivered after kill -9 ({backend})")
+        check(receiver.bad_signatures == 0, f"{receiver.bad_signatures} deliveries with a bad signature")
+        check(pending_at_kill > 0, "no delivery was pending at the kill: the drill proved nothing")
+        print(f"webhooks crash ({backend}): {len(acknowledged)} untrusts acknowledged before kill -9, "
+              f"~{pending_at_kill} deliveries pending or in flight at the kill, {received_before} received "
+              f"before; after restart {events - len(missing)}/{events} events delivered, "
+              f"{duplicates} duplicate(s)", flush=True)
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        receiver.stop()
+        if name:
+            drop_pg_database(name)
+
+
+def drill_webhooks_two_servers():
+    print("\n== webhooks: two servers on one PostgreSQL, one receiver", flush=True)
+    name, url = create_pg_database()
+    receiver = WebhookReceiver(delay=0.01)
+    ports = [free_port(), free_port()]
+    servers = []
+    try:
+        subprocess.run([BINARY, "migrate"], env=env_for(url, ports[0]), check=True, capture_output=True)
+        servers = [start_webhook_server(url, p, receiver) for p in ports]
+        caller, targets = webhook_users(url)
+        untrust_all(ports, caller, targets)
+        missing = wait_delivered(url, receiver)
+        events = len(event_ids(url))
+        sent_twice = sum(1 for n in receiver.counts.values() if n > 1)
+        check(not missing, f"{len(missing)} of {events} events never delivered (two servers)")
+        check(sent_twice == 0, f"{sent_twice} of {events} events delivered more than once by two servers")
+        check(receiver.bad_signatures == 0, f"{receiver.bad_signatures} deliveries with a bad signature")
+        print(f"webhooks two servers: {events} events, {sum(receiver.counts.values())} deliveries received, "
+              f"{sent_twice} sent twice", flush=True)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+        receiver.stop()
+        drop_pg_database(name)
+
+
 def main():
     if not os.path.exists(BINARY):
         raise SystemExit(f"{BINARY} is missing: cargo build --release first")
@@ -343,6 +534,9 @@ def main():
         "crash-postgres-grouped": lambda: drill_crash("postgres", "on"),
         "shutdown": drill_shutdown,
         "outage": drill_outage,
+        "webhooks-sqlite": lambda: drill_webhooks_crash("sqlite"),
+        "webhooks-postgres": lambda: drill_webhooks_crash("postgres"),
+        "webhooks-two-servers": drill_webhooks_two_servers,
     }
     chosen = sys.argv[1:] or list(drills)
     for name in chosen:

@@ -611,6 +611,57 @@ def cmd_report(a):
         print(table(["figure", "this run", "target", "met"], targets(a.db_kind, by, hwm), "<>><"))
 
 
+def cmd_webhook_sink(a):
+    """A fast webhook receiver for the webhooks scenario: HTTP/1.1 keep-alive on asyncio,
+    answers 204 at once, and notes when each delivery arrived and when its event happened
+    (the body's `timestamp`). On SIGTERM it writes {"deliveries", "events", "lag_p50_ms",
+    "lag_p99_ms", "lag_max_ms"} to --out and exits. It checks no signature (the tests and
+    .ci/webhooks.sh do): it is the cheapest receiver, so the server's cost is what is measured."""
+    import asyncio
+    import signal as signals
+    arrivals = []  # (arrival epoch seconds, webhook-id, occurredAt text)
+
+    async def serve(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length, wid = 0, ""
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"webhook-id":
+                        wid = value.strip().decode()
+                body = await reader.readexactly(length)
+                now = time.time()
+                start = body.find(b'"timestamp":"') + 13
+                arrivals.append((now, wid, body[start:body.find(b'"', start)].decode()))
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def report():
+        lags = sorted(max(0.0, at - datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp())
+                      for at, _, occurred in arrivals)
+        with open(a.out, "w") as out:
+            json.dump({"deliveries": len(arrivals), "events": len({w for _, w, _ in arrivals}),
+                       "lag_p50_ms": percentile(lags, 50) * 1000, "lag_p99_ms": percentile(lags, 99) * 1000,
+                       "lag_max_ms": (lags[-1] if lags else 0.0) * 1000}, out)
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", a.port, backlog=1024)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signals.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
+        report()
+
+    asyncio.run(main())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -649,6 +700,10 @@ def main():
         d.add_argument(f"--{size}-port", type=int, required=True)
         d.add_argument(f"--{size}-out", required=True)
 
+    w = sub.add_parser("webhook-sink")
+    w.add_argument("--port", type=int, required=True)
+    w.add_argument("--out", required=True)
+
     r = sub.add_parser("report")
     r.add_argument("--kind", choices=["scenarios", "growth"], required=True)
     r.add_argument("--results", required=True)
@@ -657,7 +712,7 @@ def main():
 
     a = p.parse_args()
     {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,
-     "growth-drive": cmd_growth_drive, "report": cmd_report}[a.cmd](a)
+     "growth-drive": cmd_growth_drive, "webhook-sink": cmd_webhook_sink, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

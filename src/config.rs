@@ -21,6 +21,7 @@ use crate::{
     startup::ServerOptions,
     state::Policy,
     telemetry::logging::LogFormat,
+    webhooks::{self, WebhookSecret, WebhookSettings},
 };
 
 #[derive(Debug, Parser)]
@@ -94,6 +95,19 @@ pub enum Command {
         #[arg(long)]
         yaml: bool,
     },
+    /// Security-event webhooks: a new secret, the outbox's state, retrying failed deliveries.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Print a new WEBHOOK_SECRET (`whsec_` + base64 of 32 random bytes).
+    Secret,
+    /// Print how many deliveries are pending, delivered and failed, and the oldest pending one's age.
+    Status,
+    /// Put every failed delivery back to pending (retried from now, for a new retry period).
+    Retry,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -146,6 +160,33 @@ pub struct ServeArgs {
     /// from parallel connections than from one writer: README, Performance).
     #[arg(long, env = "GROUP_COMMIT", value_enum, default_value_t = GroupCommit::Auto)]
     pub group_commit: GroupCommit,
+    /// Comma-separated http(s) URLs every security event is POSTed to, signed; empty: webhooks off.
+    #[arg(long, env = "WEBHOOK_URLS", default_value = "")]
+    pub webhook_urls: String,
+    /// The webhooks' signing secret, `whsec_` + base64 of at least 24 random bytes
+    /// (`flashback-devices webhook secret` prints one). Required with WEBHOOK_URLS.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub webhook_secret: String,
+    /// How long one webhook attempt may take, in milliseconds.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub webhook_timeout_ms: u64,
+    /// The first webhook retry's delay in milliseconds; each further one doubles it (with jitter).
+    #[arg(long, env = "WEBHOOK_RETRY_BASE_MS", default_value_t = 1_000)]
+    pub webhook_retry_base_ms: u64,
+    /// The longest delay between two webhook attempts, in milliseconds.
+    #[arg(long, env = "WEBHOOK_RETRY_MAX_MS", default_value_t = 3_600_000)]
+    pub webhook_retry_max_ms: u64,
+    /// How long a webhook delivery is retried before it is marked failed, in seconds.
+    #[arg(long, env = "WEBHOOK_GIVE_UP_AFTER_SECS", default_value_t = 86_400)]
+    pub webhook_give_up_after_secs: u64,
+    /// How often an idle webhook dispatcher looks for deliveries recorded by other processes, in milliseconds.
+    #[arg(long, env = "WEBHOOK_POLL_MS", default_value_t = 500)]
+    pub webhook_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -176,6 +217,7 @@ impl ServeArgs {
                 .as_ref()
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty()),
+            webhooks: self.webhooks()?,
         })
     }
 
@@ -185,6 +227,34 @@ impl ServeArgs {
             GroupCommit::Off => WriteMode::Alone,
             GroupCommit::Auto => WriteMode::for_url(url),
         }
+    }
+
+    /// The webhook settings; `None` without WEBHOOK_URLS. A secret that is
+    /// set is checked even then, so a typo is found before it matters.
+    pub fn webhooks(&self) -> Result<Option<WebhookSettings>, String> {
+        let urls = webhooks::parse_urls(&self.webhook_urls)?;
+        let secret = match self.webhook_secret.trim() {
+            "" => None,
+            text => Some(WebhookSecret::parse(text).map_err(|e| e.to_string())?),
+        };
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let secret = secret.ok_or(
+            "WEBHOOK_SECRET is required with WEBHOOK_URLS (generate one with `flashback-devices webhook secret`)",
+        )?;
+        let millis = |name: &str, value: u64| {
+            (value > 0)
+                .then(|| Duration::from_millis(value))
+                .ok_or(format!("{name} must be more than 0"))
+        };
+        let mut settings = WebhookSettings::new(urls, secret);
+        settings.timeout = millis("WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms)?;
+        settings.retry_base = millis("WEBHOOK_RETRY_BASE_MS", self.webhook_retry_base_ms)?;
+        settings.retry_max = millis("WEBHOOK_RETRY_MAX_MS", self.webhook_retry_max_ms)?;
+        settings.give_up_after = Duration::from_secs(self.webhook_give_up_after_secs);
+        settings.poll_interval = millis("WEBHOOK_POLL_MS", self.webhook_poll_ms)?;
+        Ok(Some(settings))
     }
 
     pub fn pool(&self) -> PoolSettings {

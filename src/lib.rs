@@ -4,7 +4,8 @@
 //! spec → generated types (`api::types`) → handlers (`api::devices`,
 //! `api::sessions`, `api::security`, `api::health`) → data access
 //! (`db::devices`, `db::sessions`, `db::events`) → database (`db`).
-//! Authentication lives in `auth`, the client's address in `client_addr`.
+//! Authentication lives in `auth`, the client's address in `client_addr`;
+//! security events are pushed to other services by `webhooks`.
 
 pub mod api;
 pub mod auth;
@@ -19,3 +20,4 @@ pub mod retention;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

@@ -6,7 +6,7 @@ use flashback_devices::{
     auth::TokenKeys,
     config::{
         resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, SessionCommand,
-        SessionCreateArgs,
+        SessionCreateArgs, WebhookCommand,
     },
     cursor::CursorKey,
     db::{DatabaseUrl, Db, PoolSettings},
@@ -15,6 +15,7 @@ use flashback_devices::{
     startup::Application,
     state::AppState,
     telemetry,
+    webhooks::WebhookSecret,
 };
 
 /// glibc's allocator spends much of a request in malloc/free and in arena
@@ -63,6 +64,11 @@ fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
             Ok(())
         }
         Command::Session(SessionCommand::Create(args)) => create_session(args, common),
+        Command::Webhook(WebhookCommand::Secret) => {
+            println!("{}", WebhookSecret::generate());
+            Ok(())
+        }
+        Command::Webhook(command) => webhook_outbox(command, common),
         Command::Serve(args) => serve(args, common),
     }
 }
@@ -101,6 +107,47 @@ fn token_keys(url: &DatabaseUrl) -> Result<(TokenKeys, SecretSource), String> {
         keys.with_issuer_and_audience(env("JWT_ISSUER"), env("JWT_AUDIENCE")),
         source,
     ))
+}
+
+/// `webhook status` and `webhook retry`, on the database all servers share.
+fn webhook_outbox(command: WebhookCommand, common: &CommonArgs) -> Result<(), String> {
+    use flashback_devices::db::{self, webhook_deliveries};
+    let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
+    let db = open_db(
+        url,
+        PoolSettings {
+            max_size: 1,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        },
+    )?;
+    match command {
+        WebhookCommand::Retry => {
+            let retried = db
+                .run_blocking(|conn| {
+                    db::write_transaction(conn, |conn| {
+                        webhook_deliveries::retry_failed(conn, db::now())
+                    })
+                })
+                .map_err(|e| e.to_string())?;
+            println!("{retried} failed deliveries are pending again");
+        }
+        _ => {
+            let counts = db
+                .run_blocking(webhook_deliveries::counts)
+                .map_err(|e| e.to_string())?;
+            println!("pending: {}", counts.pending);
+            println!("delivered: {}", counts.delivered);
+            println!("failed: {}", counts.failed);
+            match counts.oldest_pending {
+                Some(oldest) => {
+                    let age = (db::now() - oldest).num_seconds().max(0);
+                    println!("oldest pending: {age} s (event at {oldest} UTC)");
+                }
+                None => println!("oldest pending: none"),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn create_session(args: SessionCreateArgs, common: &CommonArgs) -> Result<(), String> {
@@ -158,6 +205,13 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     let cursor_key =
         CursorKey::load(&db).map_err(|e| format!("cannot read the cursor key: {e}"))?;
     let policy = common.policy();
+    // Before anything records an event (the demo seed below, requests).
+    let webhook_urls = options
+        .webhooks
+        .as_ref()
+        .map(|w| w.urls.clone())
+        .unwrap_or_default();
+    flashback_devices::webhooks::set_endpoints(&db, &webhook_urls).map_err(|e| e.to_string())?;
 
     let demo = match &source {
         SecretSource::Environment => None,

@@ -1,6 +1,7 @@
 //! Retention of security events: a task that runs beside the server (see
 //! `startup::Application::run_until_stopped`, which stops it with the
-//! server) and deletes events older than `SECURITY_EVENT_RETENTION_DAYS`.
+//! server) and deletes events older than `SECURITY_EVENT_RETENTION_DAYS`,
+//! and webhook deliveries delivered more than a day ago.
 //!
 //! It deletes in small batches, each its own short write through
 //! [`Db::write`]: a batch holds the write lock for a few milliseconds, and
@@ -37,6 +38,42 @@ impl RetentionSettings {
     }
 }
 
+/// Delivered webhook rows are kept this long (for `webhook status`, and to
+/// look into a complaint), then deleted; pending and failed ones stay.
+pub const DELIVERED_WEBHOOK_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Deletes delivered webhook rows older than [`DELIVERED_WEBHOOK_RETENTION`],
+/// in batches as the events.
+async fn prune_delivered_webhooks(db: &Db, settings: &RetentionSettings) {
+    let keep = chrono::TimeDelta::from_std(DELIVERED_WEBHOOK_RETENTION).unwrap_or_default();
+    let cutoff = db::now() - keep;
+    let mut deleted = 0;
+    loop {
+        let batch = settings.batch;
+        match db
+            .write(move |conn| db::webhook_deliveries::prune_delivered_before(conn, cutoff, batch))
+            .await
+        {
+            Ok(n) => {
+                deleted += n;
+                if (n as i64) < batch {
+                    break;
+                }
+                actix_web::rt::time::sleep(settings.pause).await;
+            }
+            Err(e) => {
+                log::warn!("webhook delivery retention: {e}");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        log::info!(
+            "webhook delivery retention: deleted {deleted} delivered row(s) older than {cutoff}"
+        );
+    }
+}
+
 /// Sweeps now, then every `interval`, for ever (the caller drops it to stop).
 pub async fn run(db: Db, settings: RetentionSettings) {
     let max_age = chrono::TimeDelta::from_std(settings.max_age).unwrap_or(chrono::TimeDelta::MAX);
@@ -70,6 +107,7 @@ pub async fn run(db: Db, settings: RetentionSettings) {
         if deleted > 0 {
             log::info!("security event retention: deleted {deleted} event(s) older than {cutoff}");
         }
+        prune_delivered_webhooks(&db, &settings).await;
         actix_web::rt::time::sleep(settings.interval).await;
     }
 }

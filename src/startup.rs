@@ -17,7 +17,8 @@ use crate::{
     middleware::{self, ClientRateLimiter, RateLimitSettings},
     retention::{self, RetentionSettings},
     state::AppState,
-    telemetry::{self, Metrics, MetricsListener},
+    telemetry::{self, Metrics, MetricsListener, WebhookMetrics},
+    webhooks::{self, WebhookSettings},
 };
 
 /// Largest JSON body accepted (the only body, trustDevice's, is tiny).
@@ -30,6 +31,8 @@ pub struct Application {
     metrics: Option<(u16, Server)>,
     /// The retention task, run beside the server and stopped with it.
     retention: Option<(Db, RetentionSettings)>,
+    /// The webhook dispatcher, likewise.
+    webhooks: Option<(Db, WebhookSettings, WebhookMetrics)>,
 }
 
 pub struct ServerOptions {
@@ -48,6 +51,8 @@ pub struct ServerOptions {
     /// Serve `getMetrics` on this address instead of `bind_addr` (which then
     /// answers 404 there), so that it need not be exposed with the API.
     pub metrics_bind_addr: Option<String>,
+    /// Where security events are pushed; `None`: webhooks off.
+    pub webhooks: Option<WebhookSettings>,
 }
 
 impl ServerOptions {
@@ -63,6 +68,7 @@ impl ServerOptions {
             trusted_proxies: TrustedProxies::default(),
             event_retention: None,
             metrics_bind_addr: None,
+            webhooks: None,
         }
     }
 }
@@ -70,7 +76,18 @@ impl ServerOptions {
 impl Application {
     /// Binds the listeners (the API's, and the metrics' when configured) and
     /// builds the server's metrics registry, the database's series included.
+    ///
+    /// Before any request is served, makes the configured webhook URLs the
+    /// endpoints events are fanned out to (none when webhooks are off), so
+    /// that no event is recorded without its deliveries. Blocking: one short
+    /// write.
     pub fn build(state: AppState, options: &ServerOptions) -> std::io::Result<Self> {
+        let urls = options
+            .webhooks
+            .as_ref()
+            .map(|w| w.urls.clone())
+            .unwrap_or_default();
+        webhooks::set_endpoints(&state.db, &urls).map_err(std::io::Error::other)?;
         let metrics = Metrics::new(
             OPERATIONS
                 .iter()
@@ -95,6 +112,15 @@ impl Application {
         let retention = options
             .event_retention
             .map(|settings| (state.db.clone(), settings));
+        let webhook_metrics = WebhookMetrics::new();
+        metrics
+            .register_webhooks(&webhook_metrics)
+            .map_err(std::io::Error::other)?;
+        let webhooks = options
+            .webhooks
+            .clone()
+            .filter(|settings| !settings.urls.is_empty())
+            .map(|settings| (state.db.clone(), settings, webhook_metrics));
         let server = run(
             listener,
             web::Data::new(state),
@@ -115,6 +141,7 @@ impl Application {
             server,
             metrics,
             retention,
+            webhooks,
         })
     }
 
@@ -128,30 +155,38 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
-    /// retention task runs meanwhile and is dropped when the server stops (a
-    /// batch already handed to the database finishes or rolls back whole);
-    /// the metrics listener stops after the API server.
+    /// retention task and the webhook dispatcher run meanwhile and are
+    /// dropped when the server stops (a batch already handed to the database
+    /// finishes or rolls back whole; a webhook attempt in flight is cut off
+    /// and sent again after a restart, once its lease expires); the metrics
+    /// listener stops after the API server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         use futures_util::future::{join, select, Either};
         let Self {
             server,
             metrics,
             retention,
+            webhooks,
             ..
         } = self;
         let metrics_handle: Option<ServerHandle> =
             metrics.as_ref().map(|(_, server)| server.handle());
         let api = async move {
-            let outcome = match retention {
-                None => server.await,
-                Some((db, settings)) => {
-                    let server = std::pin::pin!(server);
-                    let pruning = std::pin::pin!(retention::run(db, settings));
-                    match select(server, pruning).await {
-                        Either::Left((outcome, _)) => outcome,
-                        Either::Right(((), server)) => server.await,
-                    }
+            let pruning = async move {
+                if let Some((db, settings)) = retention {
+                    retention::run(db, settings).await;
                 }
+            };
+            let dispatching = async move {
+                if let Some((db, settings, metrics)) = webhooks {
+                    webhooks::dispatch::run(db, settings, metrics).await;
+                }
+            };
+            let background = std::pin::pin!(join(pruning, dispatching));
+            let server = std::pin::pin!(server);
+            let outcome = match select(server, background).await {
+                Either::Left((outcome, _)) => outcome,
+                Either::Right((_, server)) => server.await,
             };
             if let Some(handle) = metrics_handle {
                 handle.stop(true).await;

@@ -8,7 +8,10 @@
 //! a value or a set of names. Sets report each member one side lacks (and
 //! nothing below that member); values report both sides. Compared:
 //!
-//! - the paths and, per path, the methods;
+//! - the paths and, per path, the methods; likewise the top-level `webhooks`
+//!   (by name: `securityEvent`), whose one operation utoipa's derive cannot
+//!   declare, so `ApiDoc`'s `Webhooks` modifier places the
+//!   `#[utoipa::path]` of `api::security::security_event_webhook` there;
 //! - per operation: `operationId`, the tags, the effective security, the
 //!   parameters (by `in` and `name`: `required`, `deprecated`, the schema),
 //!   the request body (`required`, the media types, each one's schema), the
@@ -289,12 +292,16 @@ impl<'a> Doc<'a> {
         None
     }
 
-    /// path → (path item, METHOD → operation)
-    fn operations(&self) -> BTreeMap<&'a str, (&'a Value, BTreeMap<String, &'a Value>)> {
+    /// path (or webhook name) → (path item, METHOD → operation), of the
+    /// `paths` or the `webhooks` section.
+    fn operations(
+        &self,
+        section: &str,
+    ) -> BTreeMap<&'a str, (&'a Value, BTreeMap<String, &'a Value>)> {
         let mut paths = BTreeMap::new();
         for (path, item) in self
             .root
-            .get("paths")
+            .get(section)
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
@@ -699,13 +706,16 @@ fn compare(spec: &Value, utoipa: &Value) -> Vec<String> {
         side: "utoipa",
         root: utoipa,
     };
-    compare_paths(&spec, &utoipa, &mut out);
+    compare_paths(&spec, &utoipa, "paths", &mut out);
+    compare_paths(&spec, &utoipa, "webhooks", &mut out);
     compare_components(&spec, &utoipa, &mut out);
     out
 }
 
-fn compare_paths(spec: &Doc, utoipa: &Doc, out: &mut Vec<String>) {
-    let (spec_paths, utoipa_paths) = (spec.operations(), utoipa.operations());
+/// The operations of `section` (`paths`, or `webhooks`: the requests the
+/// server sends, keyed by name), compared alike.
+fn compare_paths(spec: &Doc, utoipa: &Doc, section: &str, out: &mut Vec<String>) {
+    let (spec_paths, utoipa_paths) = (spec.operations(section), utoipa.operations(section));
     let paths: BTreeSet<&str> = spec_paths
         .keys()
         .chain(utoipa_paths.keys())
@@ -749,7 +759,7 @@ fn compare_paths(spec: &Doc, utoipa: &Doc, out: &mut Vec<String>) {
                     .map(|(method, op)| format!("{method} {}", operation_id(op)))
                     .collect();
                 out.push(format!(
-                    "paths: {path} in {has}, not in {lacks} ({})",
+                    "{section}: {path} in {has}, not in {lacks} ({})",
                     listed.join(", ")
                 ));
             }
@@ -806,11 +816,17 @@ fn the_utoipa_document_and_the_spec_describe_the_same_api() {
         root: &spec,
     };
     let operations: usize = spec_doc
-        .operations()
+        .operations("paths")
         .values()
         .map(|(_, ops)| ops.len())
         .sum();
     assert!(operations > 0, "the spec has no operations");
+    assert!(
+        spec_doc
+            .operations("webhooks")
+            .contains_key("securityEvent"),
+        "the spec has no webhooks.securityEvent"
+    );
     assert!(
         !spec_doc.components("schemas").is_empty(),
         "the spec has no component schemas"
@@ -1149,5 +1165,39 @@ fn equivalent_spellings_are_not_differences() {
     assert_reported(
         &differences,
         r#"getHealth (GET /healthz): security: spec "none", utoipa ["(anonymous)","bearerAuth"]"#,
+    );
+}
+
+#[test]
+fn webhook_differences_are_reported() {
+    const WEBHOOK: &str = "/webhooks/securityEvent/post";
+    let differences = differences_after(|doc| {
+        at(doc, &format!("{WEBHOOK}/parameters"))
+            .as_array_mut()
+            .unwrap()
+            .remove(2);
+    });
+    assert_reported(
+        &differences,
+        "securityEventWebhook (POST securityEvent): parameters: header:webhook-signature in spec, not in utoipa",
+    );
+    let differences = differences_after(|doc| {
+        remove(
+            doc,
+            "/components/schemas/SecurityEventWebhookData/allOf/1/properties/userId",
+        );
+    });
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.starts_with("schema SecurityEventWebhookData") && d.contains("userId")),
+        "{differences:#?}"
+    );
+    let differences = differences_after(|doc| {
+        remove(doc, "/webhooks/securityEvent");
+    });
+    assert_reported(
+        &differences,
+        "webhooks: securityEvent in spec, not in utoipa (POST securityEventWebhook)",
     );
 }

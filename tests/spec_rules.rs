@@ -658,3 +658,51 @@ fn a_component_schema_that_cannot_compile_is_reported_once() {
         list(&violations)
     );
 }
+
+#[test]
+fn webhooks_are_held_to_the_operation_and_body_rules() {
+    const HOOK: &str = "/webhooks/securityEvent/post";
+    let violations = break_spec(|spec| {
+        remove(spec, &format!("{HOOK}/summary"));
+        remove(spec, &format!("{HOOK}/responses"));
+        // The same operationId as a path operation: one namespace.
+        *at(spec, &format!("{HOOK}/operationId")) = json!("listDevices");
+        // An example that does not match the payload schema.
+        *at(
+            spec,
+            &format!("{HOOK}/requestBody/content/application~1json/example/data/userId"),
+        ) = json!(42);
+    });
+    assert_found(&violations, "operation-summary", HOOK, "no `summary`");
+    assert_found(&violations, "webhook-shape", HOOK, "`responses`");
+    assert_found(
+        &violations,
+        "operation-id",
+        &format!("{HOOK}/operationId"),
+        "already used",
+    );
+    assert_found(
+        &violations,
+        "example-invalid",
+        &format!("{HOOK}/requestBody/content/application~1json/example/data/userId"),
+        "",
+    );
+
+    let violations = break_spec(|spec| {
+        remove(spec, &format!("{HOOK}/requestBody"));
+    });
+    assert_found(&violations, "webhook-shape", HOOK, "`requestBody`");
+
+    let violations = break_spec(|spec| {
+        *at(
+            spec,
+            &format!("{HOOK}/requestBody/content/application~1json/schema"),
+        ) = json!({"type": "object"});
+    });
+    assert_found(
+        &violations,
+        "inline-object-schema",
+        &format!("{HOOK}/requestBody/content/application~1json/schema"),
+        "inline",
+    );
+}

@@ -30,8 +30,9 @@ macro_rules! declare_api {
         #[derive(OpenApi)]
         #[openapi(
             paths($($concrete,)* $($templated,)*),
+            components(schemas(types::SecurityEventWebhook, types::SecurityEventWebhookData)),
             security(("bearerAuth" = [])),
-            modifiers(&BearerAuth, &RequestIdEverywhere)
+            modifiers(&BearerAuth, &RequestIdEverywhere, &Webhooks)
         )]
         pub struct ApiDoc;
 
@@ -60,6 +61,28 @@ macro_rules! declare_api {
 }
 
 types::with_operation_handlers!(declare_api);
+
+/// The spec's top-level `webhooks`: the requests this server sends. The
+/// derive has no `webhooks(...)`, so the one `#[utoipa::path]` that declares
+/// `securityEvent` (`security::security_event_webhook`) is placed here.
+struct Webhooks;
+
+impl Modify for Webhooks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::{__dev::Tags, openapi::path::PathItem, Path};
+        type Declared = security::__path_security_event_webhook;
+        let mut webhooks = openapi.webhooks.take().unwrap_or_default();
+        for method in Declared::methods() {
+            let mut operation = Declared::operation();
+            // What the derive does for `paths(...)`: the `tag` attribute.
+            operation.tags = Some(Declared::tags().into_iter().map(str::to_owned).collect());
+            webhooks
+                .paths
+                .insert(Declared::path(), PathItem::new(method, operation));
+        }
+        openapi.webhooks = Some(webhooks);
+    }
+}
 
 /// `bearerAuth`, the scheme the document's default `security` names; the
 /// probes opt out with `security(())`.

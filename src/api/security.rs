@@ -10,6 +10,7 @@ use super::{
     error::failure,
     types::{
         responses, ErrorResponse, SecurityEvent, SecurityEventListResponse, SecurityEventType,
+        SecurityEventWebhook,
     },
 };
 use crate::{
@@ -75,7 +76,8 @@ impl<'de> Deserialize<'de> for PageLimit {
     }
 }
 
-fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
+/// The event as `listSecurityEvents` shows it (and the webhooks send it).
+pub fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
     let Some(kind) = SecurityEventType::from_wire(&row.event_type) else {
         // Only a foreign writer of the table can store another type.
         log::warn!(
@@ -153,3 +155,28 @@ pub async fn list_security_events(
         Err(e) => failure(e, "Failed to retrieve security events"),
     }
 }
+
+/// A security event, pushed to the operator's endpoints
+///
+/// Not a handler: the request this server *sends* (`webhooks::dispatch`),
+/// declared here so that the document utoipa assembles has the spec's
+/// `webhooks.securityEvent` (`ApiDoc`'s `Webhooks` modifier moves it there)
+/// and the contract test compares it like any operation.
+#[utoipa::path(
+    post,
+    path = "securityEvent",
+    operation_id = "securityEventWebhook",
+    tag = "security",
+    security(()),
+    params(
+        ("webhook-id" = String, Header, description = "The event id."),
+        ("webhook-timestamp" = String, Header, pattern = "^[0-9]+$", description = "Unix seconds."),
+        ("webhook-signature" = String, Header, pattern = "^v1,[A-Za-z0-9+/]+={0,2}$", description = "`v1,` + base64 HMAC-SHA256."),
+    ),
+    request_body(content = SecurityEventWebhook, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Received; any 2xx acknowledges the delivery."),
+    )
+)]
+#[allow(dead_code)]
+pub fn security_event_webhook() {}

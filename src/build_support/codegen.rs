@@ -34,15 +34,62 @@ pub fn generate(spec: &Value) -> Result<String, String> {
 fn generate_schema(out: &mut String, name: &str, schema: &Value) -> Result<(), String> {
     let at = format!("/components/schemas/{name}");
     let kind = schema.get("type").and_then(Value::as_str);
-    match (kind, schema.get("enum")) {
-        (Some("string"), Some(Value::Array(values))) => {
+    match (kind, schema.get("enum"), schema.get("allOf")) {
+        (Some("string"), Some(Value::Array(values)), _) => {
             generate_enum(out, name, schema, values, &at)
         }
-        (Some("object"), _) => generate_struct(out, name, schema, &at),
+        (None | Some("object"), None, Some(Value::Array(members))) => {
+            generate_all_of(out, name, schema, members, &at)
+        }
+        (Some("object"), _, None) => generate_struct(out, name, schema, schema, &[], &at),
         _ => Err(format!(
-            "{at}: only object schemas and string enums are supported"
+            "{at}: only object schemas, allOf of objects and string enums are supported"
         )),
     }
+}
+
+/// `allOf`: one struct whose `$ref` members are flattened fields (serde
+/// `flatten`, which utoipa writes back as the same `allOf`) and whose inline
+/// object members add their properties.
+fn generate_all_of(
+    out: &mut String,
+    name: &str,
+    schema: &Value,
+    members: &[Value],
+    at: &str,
+) -> Result<(), String> {
+    let mut flattened = Vec::new();
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for (index, member) in members.iter().enumerate() {
+        let member_at = format!("{at}/allOf/{index}");
+        if let Some(reference) = member.get("$ref").and_then(Value::as_str) {
+            let target = reference
+                .strip_prefix("#/components/schemas/")
+                .ok_or(format!(
+                    "{member_at}: only #/components/schemas refs are supported"
+                ))?;
+            flattened.push((snake_case(target), target.to_owned()));
+            continue;
+        }
+        if member.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(format!(
+                "{member_at}: an allOf member is a $ref or an inline object"
+            ));
+        }
+        if let Some(own) = member.get("properties").and_then(Value::as_object) {
+            properties.extend(own.clone());
+        }
+        if let Some(own) = member.get("required").and_then(Value::as_array) {
+            required.extend(own.iter().cloned());
+        }
+    }
+    let object = serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+    });
+    generate_struct(out, name, schema, &object, &flattened, at)
 }
 
 fn doc_comment(out: &mut String, indent: &str, schema: &Value) {
@@ -119,18 +166,27 @@ struct Field {
     maximum: Option<i64>,
 }
 
-fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Result<(), String> {
-    let required: Vec<&str> = schema
+/// `schema` documents the type, `object` gives its properties; `flattened`
+/// are (field, type) of flattened members, written first as `allOf` lists them.
+fn generate_struct(
+    out: &mut String,
+    name: &str,
+    schema: &Value,
+    object: &Value,
+    flattened: &[(String, String)],
+    at: &str,
+) -> Result<(), String> {
+    let required: Vec<&str> = object
         .get("required")
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let empty = Map::new();
-    let properties = schema
+    let properties = object
         .get("properties")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    let deny_unknown = schema.get("additionalProperties") == Some(&Value::Bool(false));
+    let deny_unknown = object.get("additionalProperties") == Some(&Value::Bool(false));
 
     doc_comment(out, "", schema);
     out.push_str("#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]\n");
@@ -138,6 +194,9 @@ fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Re
         out.push_str("#[serde(deny_unknown_fields)]\n");
     }
     let _ = writeln!(out, "pub struct {name} {{");
+    for (field, type_name) in flattened {
+        let _ = writeln!(out, "    #[serde(flatten)]\n    pub {field}: {type_name},");
+    }
     let mut fields = Vec::new();
     for (wire_name, property) in properties {
         let field_at = format!("{at}/properties/{wire_name}");
@@ -196,14 +255,22 @@ fn generate_struct(out: &mut String, name: &str, schema: &Value, at: &str) -> Re
         fields.push(field);
     }
     out.push_str("}\n\n");
-    generate_validate(out, name, &fields);
+    generate_validate(out, name, flattened, &fields);
     Ok(())
 }
 
 /// serde checks types and presence; the length and range keywords are checked here so that a request body is held to its whole schema.
-fn generate_validate(out: &mut String, name: &str, fields: &[Field]) {
+fn generate_validate(
+    out: &mut String,
+    name: &str,
+    flattened: &[(String, String)],
+    fields: &[Field],
+) {
     let _ = writeln!(out, "impl Validate for {name} {{");
     let _ = writeln!(out, "    fn validate(&self) -> Result<(), String> {{");
+    for (field, _) in flattened {
+        let _ = writeln!(out, "        self.{field}.validate()?;");
+    }
     for field in fields {
         let is_integer =
             ["i32", "i64", "Option<i32>", "Option<i64>"].contains(&field.rust_type.as_str());

@@ -23,6 +23,7 @@ const RESPONSE_JSON_SCHEMA: &str = "response-json-schema";
 const RESPONSE_MEDIA_TYPE: &str = "response-media-type";
 const INLINE_OBJECT_SCHEMA: &str = "inline-object-schema";
 const EXAMPLE_INVALID: &str = "example-invalid";
+const WEBHOOK_SHAPE: &str = "webhook-shape";
 
 /// The keys of a Path Item Object that hold operations.
 const HTTP_METHODS: [&str; 8] = [
@@ -62,7 +63,9 @@ pub fn validate(spec: &Value) -> Vec<SpecViolation> {
     // Components first: a response, request body or parameter is checked once,
     // where it is defined, and operations that `$ref` it skip it afterwards.
     checker.components();
-    checker.paths();
+    let mut operation_ids = HashMap::new();
+    checker.paths(&mut operation_ids);
+    checker.webhooks(&mut operation_ids);
 
     let mut violations = checker.violations;
     violations
@@ -246,9 +249,9 @@ impl<'a> Checker<'a> {
 
     // ----- paths and operations ----------------------------------------------
 
-    fn paths(&mut self) {
-        // operationId -> pointer of the operation that used it first.
-        let mut operation_ids = HashMap::new();
+    /// `operation_ids`: operationId -> pointer of the operation that used it
+    /// first (shared with the webhooks: one namespace).
+    fn paths(&mut self, operation_ids: &mut HashMap<String, String>) {
         for (template, item) in entries(self.spec.get("paths")) {
             let item_pointer = join("/paths", template);
             // A path item may itself be a `$ref` (to `#/components/pathItems/..`).
@@ -269,7 +272,7 @@ impl<'a> Checker<'a> {
                     continue;
                 }
                 let at = join(&item_pointer, method);
-                self.operation_id(operation, &at, &mut operation_ids);
+                self.operation_id(operation, &at, operation_ids);
                 self.operation_tags(operation, &at);
                 self.operation_summary(operation, &at);
                 self.secured_401(operation, &at);
@@ -283,6 +286,58 @@ impl<'a> Checker<'a> {
                 }
                 for (status, response) in entries(operation.get("responses")) {
                     self.response(response, &format!("{at}/responses/{}", escape(status)));
+                }
+            }
+        }
+    }
+
+    /// The top-level `webhooks`: requests this server sends, keyed by name.
+    /// Each operation is held to the operation rules (operationId unique with
+    /// the paths', tags, summary), its parameters and request body to the
+    /// rules of the paths' (examples valid, the JSON schema a component
+    /// `$ref`), and it must have that body and document the receiver's
+    /// answer. Those responses are the receiver's, not this server's: only
+    /// their status matters (the body is ignored), so no content is required.
+    fn webhooks(&mut self, operation_ids: &mut HashMap<String, String>) {
+        for (name, item) in entries(self.spec.get("webhooks")) {
+            let item_pointer = join("/webhooks", name);
+            let Some((item, item_pointer)) = deref(self.spec, item, &item_pointer) else {
+                continue;
+            };
+            self.parameters(item, &item_pointer);
+            for (method, operation) in entries(Some(item)) {
+                if !HTTP_METHODS.contains(&method.as_str()) || !operation.is_object() {
+                    continue;
+                }
+                let at = join(&item_pointer, method);
+                self.operation_id(operation, &at, operation_ids);
+                self.operation_tags(operation, &at);
+                self.operation_summary(operation, &at);
+                self.parameters(operation, &at);
+                let json_body = operation
+                    .get("requestBody")
+                    .and_then(|body| deref(self.spec, body, &join(&at, "requestBody")))
+                    .and_then(|(body, _)| body.get("content")?.get(JSON_MEDIA_TYPE).cloned());
+                match operation.get("requestBody") {
+                    Some(body) if json_body.is_some() => {
+                        self.request_body(body, &join(&at, "requestBody"))
+                    }
+                    _ => self.report(
+                        &at,
+                        WEBHOOK_SHAPE,
+                        "a webhook needs an application/json `requestBody`: what it sends",
+                    ),
+                }
+                let has_responses = operation
+                    .get("responses")
+                    .and_then(Value::as_object)
+                    .is_some_and(|r| !r.is_empty());
+                if !has_responses {
+                    self.report(
+                        &at,
+                        WEBHOOK_SHAPE,
+                        "a webhook must document the answer that acknowledges it in `responses`",
+                    );
                 }
             }
         }

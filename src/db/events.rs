@@ -74,12 +74,14 @@ impl SecurityEventRow {
     }
 }
 
-/// Inserts one event. Call it inside the transaction of the change it records.
+/// Inserts one event, and its webhook deliveries (the outbox: see
+/// `webhook_deliveries`). Call it inside the transaction of the change it
+/// records.
 pub fn record(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(), Error> {
     diesel::insert_into(security_events::table)
         .values(event)
-        .execute(conn)
-        .map(drop)
+        .execute(conn)?;
+    super::webhook_deliveries::enqueue(conn, event)
 }
 
 /// A place in a user's listing: the last event of a page.

@@ -10,6 +10,7 @@ pub mod models;
 pub mod schema;
 pub mod server_keys;
 pub mod sessions;
+pub mod webhook_deliveries;
 pub mod writer;
 
 use std::{

@@ -60,6 +60,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_deliveries (event_id, url) {
+        event_id -> Text,
+        url -> Text,
+        user_id -> Text,
+        occurred_at -> Timestamp,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        enqueued_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (url) {
+        url -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> devices (device_id));
 
-diesel::allow_tables_to_appear_in_same_query!(devices, security_events, server_keys, sessions,);
+diesel::allow_tables_to_appear_in_same_query!(
+    devices,
+    security_events,
+    server_keys,
+    sessions,
+    webhook_deliveries,
+    webhook_endpoints,
+);

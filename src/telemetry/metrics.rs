@@ -200,6 +200,14 @@ impl Metrics {
         self.register(Box::new(PoolCollector::new(pool_state)))
     }
 
+    /// Adds the webhook dispatcher's series.
+    pub fn register_webhooks(&self, webhooks: &WebhookMetrics) -> Result<(), prometheus::Error> {
+        for collector in webhooks.collectors() {
+            self.register(collector)?;
+        }
+        Ok(())
+    }
+
     /// The operationId of the operation the router serves `method` on
     /// `pattern` (the matched route's path template) with, if any.
     pub fn operation_id(&self, method: &str, pattern: &str) -> Option<&'static str> {
@@ -359,6 +367,94 @@ impl DbMetrics {
             Box::new(self.pool_timeouts.clone()),
             Box::new(self.commit_writes.clone()),
             Box::new(self.commit_duration.clone()),
+        ]
+    }
+}
+
+/// Seconds from an event to its delivery's 2xx: from a local sink under no
+/// load to retries over hours.
+const LAG_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 600.0, 3600.0,
+];
+
+/// The webhook dispatcher's series, recorded by `webhooks::dispatch`.
+/// Created unregistered; start-up adds them ([`Metrics::register_webhooks`]).
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    pending: IntGauge,
+    failed: IntGauge,
+    lag: Histogram,
+    attempts: IntCounterVec,
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebhookMetrics {
+    /// The results an attempt is counted under.
+    pub const RESULTS: [&'static str; 3] = ["delivered", "refused", "unreachable"];
+
+    pub fn new() -> Self {
+        let attempts = IntCounterVec::new(
+            Opts::new(
+                "flashback_webhook_attempts_total",
+                "Webhook delivery attempts, by result: delivered (2xx), refused (another \
+                 status), unreachable (network error or timeout).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in Self::RESULTS {
+            attempts.with_label_values(&[result]);
+        }
+        Self {
+            pending: IntGauge::new(
+                "flashback_webhook_deliveries_pending",
+                "Webhook deliveries not yet acknowledged nor given up (all servers of the database), as last counted.",
+            )
+            .expect("valid metric"),
+            failed: IntGauge::new(
+                "flashback_webhook_deliveries_failed",
+                "Webhook deliveries given up after the retry period, until `webhook retry` (all servers), as last counted.",
+            )
+            .expect("valid metric"),
+            lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "flashback_webhook_delivery_lag_seconds",
+                    "Time from a security event to its webhook delivery's 2xx answer.",
+                )
+                .buckets(LAG_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            attempts,
+        }
+    }
+
+    /// The outbox's pending and failed rows, as counted now.
+    pub fn set_counts(&self, pending: i64, failed: i64) {
+        self.pending.set(pending);
+        self.failed.set(failed);
+    }
+
+    /// One attempt ended with `result` (one of [`Self::RESULTS`]).
+    pub fn record_attempt(&self, result: &'static str) {
+        self.attempts.with_label_values(&[result]).inc();
+    }
+
+    /// A delivery was acknowledged `lag` after its event.
+    pub fn record_lag(&self, lag: Duration) {
+        self.lag.observe(lag.as_secs_f64());
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.pending.clone()),
+            Box::new(self.failed.clone()),
+            Box::new(self.lag.clone()),
+            Box::new(self.attempts.clone()),
         ]
     }
 }

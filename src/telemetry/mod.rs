@@ -22,7 +22,7 @@ mod request_id;
 
 pub use self::{
     context::{note_refusal, Refusal},
-    metrics::{DbMetrics, Metrics, MetricsListener, PoolState},
+    metrics::{DbMetrics, Metrics, MetricsListener, PoolState, WebhookMetrics},
     middleware::{instrument, ACCESS_LOG_TARGET},
     request_id::{RequestId, REQUEST_ID_HEADER, REQUEST_ID_PATTERN},
 };

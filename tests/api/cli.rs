@@ -320,3 +320,89 @@ async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
         .count();
     assert_eq!(trusted, 2);
 }
+
+#[test]
+fn webhook_secret_prints_a_standard_webhooks_secret() {
+    let output = binary().args(["webhook", "secret"]).output().unwrap();
+    assert!(output.status.success());
+    let secret = String::from_utf8(output.stdout).unwrap();
+    let secret = secret.trim();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    flashback_devices::webhooks::WebhookSecret::parse(secret).expect("a valid secret");
+    let again = binary().args(["webhook", "secret"]).output().unwrap();
+    assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), secret);
+}
+
+#[test]
+fn a_bad_webhook_configuration_stops_serve_with_code_2_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |urls: &str, secret: &str| {
+        binary()
+            .arg("serve")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("w.db").display()),
+            )
+            .env("JWT_SECRET", TEST_SECRET)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("WEBHOOK_URLS", urls)
+            .env("WEBHOOK_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    for (urls, secret, expected) in [
+        (
+            "http://127.0.0.1:9/hook",
+            "whsec_c2hvcnQ=",
+            "error: WEBHOOK_SECRET must hold at least 24 random bytes (got 5)",
+        ),
+        (
+            "http://127.0.0.1:9/hook",
+            "not-a-secret",
+            "error: WEBHOOK_SECRET must start with `whsec_`",
+        ),
+        (
+            "http://127.0.0.1:9/hook",
+            "",
+            "error: WEBHOOK_SECRET is required with WEBHOOK_URLS",
+        ),
+        (
+            "ftp://127.0.0.1/hook",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "error: WEBHOOK_URLS: `ftp://127.0.0.1/hook` is not an http or https URL",
+        ),
+    ] {
+        let output = serve(urls, secret);
+        assert_eq!(output.status.code(), Some(2), "{urls} {secret}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(expected), "{stderr}");
+        assert!(
+            !stderr.contains("c2hvcnQ") && !stderr.contains("MfKQ9r8"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn webhook_status_and_retry_read_and_reset_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("s.db").display());
+    let run = |args: &[&str]| {
+        let output = binary()
+            .args(args)
+            .env("DATABASE_URL", &database)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(
+        run(&["webhook", "status"]),
+        "pending: 0\ndelivered: 0\nfailed: 0\noldest pending: none\n"
+    );
+    assert_eq!(
+        run(&["webhook", "retry"]),
+        "0 failed deliveries are pending again\n"
+    );
+}

@@ -387,6 +387,11 @@ impl TestApp {
     /// deployment (or this one after a restart) would be: its own pool,
     /// its own state read from the database. Returns its base URL.
     pub async fn another_server(&self) -> String {
+        self.another_server_with(ServerOptions::local()).await
+    }
+
+    /// Like [`TestApp::another_server`], with these options.
+    pub async fn another_server_with(&self, options: ServerOptions) -> String {
         let parsed = DatabaseUrl::parse(&self.database_url).expect("test database URL");
         let (db, cursor_key) = tokio::task::spawn_blocking(move || {
             let db = Db::open(parsed, Setup::default().pool).expect("open test database");
@@ -401,7 +406,7 @@ impl TestApp {
             policy: self.policy,
             cursor_key,
         };
-        let app = Application::build(state, &ServerOptions::local()).expect("bind");
+        let app = Application::build(state, &options).expect("bind");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         address

@@ -18,3 +18,4 @@ mod request_ids;
 mod routing;
 mod security_events;
 mod sessions;
+mod webhooks;

@@ -230,7 +230,7 @@ backend_test!(revoking_other_sessions_keeps_the_callers_own, |app| {
 });
 
 /// SQL that makes every revocation of a session fail, on either backend.
-fn revocations_fail_sql(backend: Backend) -> &'static str {
+pub fn revocations_fail_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => {
             "CREATE TRIGGER no_revocation BEFORE UPDATE OF revoked_at ON sessions
@@ -246,7 +246,7 @@ fn revocations_fail_sql(backend: Backend) -> &'static str {
     }
 }
 
-fn revocations_work_sql(backend: Backend) -> &'static str {
+pub fn revocations_work_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "DROP TRIGGER no_revocation;",
         Backend::Postgres => {

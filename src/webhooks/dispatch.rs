@@ -1,0 +1,386 @@
+//! The dispatcher: one loop per endpoint, beside the server, that leases due
+//! deliveries, sends them, and records what happened.
+//!
+//! Every database call goes through [`Db::write`] / [`Db::run`] (the
+//! blocking pool), never on an actix worker; a slow or dead receiver only
+//! holds this loop, never a request.
+//!
+//! A claim leases up to `batch` deliveries ([`WebhookSettings::lease`]); the
+//! deliveries of different users are sent concurrently, those of one user one
+//! after the other in event order, stopping at the first that fails (the rest
+//! go back to pending, behind it). Outcomes are written after the batch: a
+//! crash before that re-sends the batch once the lease expires (at least
+//! once: receivers deduplicate by `webhook-id`).
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use chrono::{NaiveDateTime, TimeDelta};
+use futures_util::{
+    future::{join_all, select, Either},
+    StreamExt,
+};
+use rand::Rng;
+
+use super::{redact, WebhookSettings, PER_USER_PER_CLAIM};
+use crate::{
+    api::{
+        security::security_event,
+        types::{SecurityEventWebhook, SecurityEventWebhookData},
+    },
+    db::{
+        self,
+        webhook_deliveries::{self as outbox, Claimed, Outcome},
+        Db,
+    },
+    telemetry::WebhookMetrics,
+};
+
+/// How long an idle dispatcher waits after the first event that wakes it
+/// before it claims: at most 20 claims a second while events trickle in.
+/// On SQLite each claim and each settling of outcomes is a turn of the one
+/// write lock the requests wait for (`bench/run --webhooks`, one run each on
+/// a shared 2-core machine: with 2 ms the untrust throughput with webhooks
+/// on was about half of that with them off, with 50–100 ms about 3/4).
+const GATHER: Duration = Duration::from_millis(50);
+
+/// Attempts in flight at once to one endpoint (users side by side).
+const CONCURRENCY: usize = 64;
+
+/// How often the pending and failed gauges are recounted.
+const COUNT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs for ever (the caller drops it to stop: an attempt in flight is cut
+/// off, and its delivery is sent again once its lease expires).
+pub async fn run(db: Db, settings: WebhookSettings, metrics: WebhookMetrics) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(settings.timeout)
+        .user_agent(concat!("flashback-devices/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            log::error!("webhooks: cannot build the HTTP client: {e}; no deliveries");
+            return;
+        }
+    };
+    let endpoints = settings.urls.iter().map(|url| Endpoint {
+        db: &db,
+        settings: &settings,
+        metrics: &metrics,
+        client: &client,
+        url,
+    });
+    let loops = join_all(endpoints.map(Endpoint::run));
+    let counting = count_for_ever(&db, &metrics);
+    futures_util::future::join(loops, counting).await;
+}
+
+async fn count_for_ever(db: &Db, metrics: &WebhookMetrics) {
+    loop {
+        match db.run(outbox::counts).await {
+            Ok(counts) => metrics.set_counts(counts.pending, counts.failed),
+            Err(e) => log::debug!("webhooks: cannot count deliveries: {e}"),
+        }
+        actix_web::rt::time::sleep(COUNT_INTERVAL).await;
+    }
+}
+
+struct Endpoint<'a> {
+    db: &'a Db,
+    settings: &'a WebhookSettings,
+    metrics: &'a WebhookMetrics,
+    client: &'a reqwest::Client,
+    url: &'a String,
+}
+
+/// Why one attempt did not deliver.
+struct Failure {
+    error: String,
+    /// The receiver's `Retry-After` (on 429 and 503).
+    retry_after: Option<Duration>,
+}
+
+impl Endpoint<'_> {
+    async fn run(self) {
+        let mut hints = outbox::enqueued_hints();
+        loop {
+            let claimed_at = Instant::now();
+            match self.claim().await {
+                Ok(batch) if !batch.is_empty() => {
+                    let full = batch.len() as i64 >= self.settings.batch;
+                    self.deliver(batch, claimed_at + self.settings.lease())
+                        .await;
+                    if full {
+                        continue;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!(
+                    "webhooks to {}: cannot claim deliveries: {e}",
+                    redact(self.url)
+                ),
+            }
+            // Idle: until the next poll, or until this process enqueues.
+            let hinted = {
+                let poll = std::pin::pin!(actix_web::rt::time::sleep(self.settings.poll_interval));
+                let hint = std::pin::pin!(hints.changed());
+                matches!(select(poll, hint).await, Either::Right((Ok(()), _)))
+            };
+            if hinted {
+                // The hint is given inside the recording transaction: let it
+                // commit, and let a few more events gather, so that under load
+                // a claim (a write transaction: on SQLite, a turn of the one
+                // write lock the requests also wait for) takes many rows at once.
+                actix_web::rt::time::sleep(GATHER).await;
+            }
+        }
+    }
+
+    async fn claim(&self) -> Result<Vec<Claimed>, db::DbError> {
+        let url = self.url.clone();
+        let lease = TimeDelta::from_std(self.settings.lease()).unwrap_or(TimeDelta::MAX);
+        let limit = self.settings.batch;
+        self.db
+            .write(move |conn| {
+                let now = db::now();
+                outbox::claim(conn, &url, now, now + lease, limit, PER_USER_PER_CLAIM)
+            })
+            .await
+    }
+
+    /// Sends a claimed batch (each user's deliveries in order, users side by
+    /// side) and records the outcomes. `lease_end`: no attempt starts that
+    /// could outlast it.
+    async fn deliver(&self, batch: Vec<Claimed>, lease_end: Instant) {
+        let mut by_user: Vec<Vec<Claimed>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for claimed in batch {
+            let slot = *index.entry(claimed.user_id.clone()).or_insert_with(|| {
+                by_user.push(Vec::new());
+                by_user.len() - 1
+            });
+            by_user[slot].push(claimed);
+        }
+        let outcomes: Vec<(String, Outcome)> = futures_util::stream::iter(
+            by_user
+                .into_iter()
+                .map(|user| self.deliver_in_order(user, lease_end)),
+        )
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+        for (event_id, outcome) in &outcomes {
+            if let Outcome::GiveUp { error } = outcome {
+                log::warn!(
+                    "webhook delivery of event {event_id} to {} failed for good: {error}",
+                    redact(self.url)
+                );
+            }
+        }
+        let url = self.url.clone();
+        let settled = self
+            .db
+            .write(move |conn| outbox::settle(conn, &url, &outcomes, db::now()))
+            .await;
+        if let Err(e) = settled {
+            // The leases expire and the batch is sent again: duplicates, no loss.
+            log::warn!(
+                "webhooks to {}: cannot record delivery outcomes: {e}",
+                redact(self.url)
+            );
+        }
+    }
+
+    async fn deliver_in_order(
+        &self,
+        deliveries: Vec<Claimed>,
+        lease_end: Instant,
+    ) -> Vec<(String, Outcome)> {
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        let mut held_back = false;
+        for claimed in deliveries {
+            if held_back || Instant::now() + self.settings.timeout >= lease_end {
+                held_back = true;
+                outcomes.push((claimed.event_id, Outcome::Release));
+                continue;
+            }
+            let outcome = self.attempt(&claimed).await;
+            held_back = !matches!(outcome, Outcome::Delivered);
+            outcomes.push((claimed.event_id, outcome));
+        }
+        outcomes
+    }
+
+    /// One attempt, and what it means for the delivery.
+    async fn attempt(&self, claimed: &Claimed) -> Outcome {
+        let Some(body) = body(claimed) else {
+            return Outcome::GiveUp {
+                error: "the event no longer exists (or has an unknown type)".into(),
+            };
+        };
+        match self.send(&claimed.event_id, body).await {
+            Ok(()) => {
+                self.metrics.record_attempt("delivered");
+                let lag = (db::now() - claimed.occurred_at)
+                    .to_std()
+                    .unwrap_or_default();
+                self.metrics.record_lag(lag);
+                Outcome::Delivered
+            }
+            Err(failure) => self.after_failure(claimed, failure, db::now()),
+        }
+    }
+
+    async fn send(&self, event_id: &str, body: Vec<u8>) -> Result<(), Failure> {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = self.settings.secret.sign(event_id, timestamp, &body);
+        let sent = self
+            .client
+            .post(self.url.as_str())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .timeout(self.settings.timeout)
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.metrics.record_attempt("unreachable");
+                let error = if e.is_timeout() {
+                    format!("no answer within {:?}", self.settings.timeout)
+                } else {
+                    // reqwest's message names the URL; say what failed without it.
+                    format!("cannot reach the endpoint: {}", e.without_url())
+                };
+                return Err(Failure {
+                    error,
+                    retry_after: None,
+                });
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        self.metrics.record_attempt("refused");
+        let retry_after = matches!(status.as_u16(), 429 | 503)
+            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        Err(Failure {
+            error: format!("answered {status}"),
+            retry_after,
+        })
+    }
+
+    /// The next attempt's time (the receiver's `Retry-After`, else the
+    /// backoff), or failed for good once the retry period is over.
+    fn after_failure(&self, claimed: &Claimed, failure: Failure, now: NaiveDateTime) -> Outcome {
+        let give_up_at = claimed.enqueued_at
+            + TimeDelta::from_std(self.settings.give_up_after).unwrap_or(TimeDelta::MAX);
+        let attempts = u32::try_from(claimed.attempts).unwrap_or(0) + 1;
+        if now >= give_up_at {
+            return Outcome::GiveUp {
+                error: format!("{} (after {attempts} attempts)", failure.error),
+            };
+        }
+        let delay = failure
+            .retry_after
+            .unwrap_or_else(|| backoff(self.settings, attempts));
+        let at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+        Outcome::Retry {
+            // One last attempt at the end of the period rather than none.
+            at: at.min(give_up_at),
+            error: failure.error,
+        }
+    }
+}
+
+/// The body: `{type, timestamp, data}`, `data` the event as
+/// `listSecurityEvents` shows it plus `userId`.
+fn body(claimed: &Claimed) -> Option<Vec<u8>> {
+    let event = security_event(claimed.event.clone()?)?;
+    let payload = SecurityEventWebhook {
+        r#type: event.r#type,
+        timestamp: event.occurred_at,
+        data: SecurityEventWebhookData {
+            security_event: event,
+            user_id: claimed.user_id.clone(),
+        },
+    };
+    serde_json::to_vec(&payload).ok()
+}
+
+/// Exponential backoff with jitter: the `attempts`-th retry waits between
+/// half and all of `retry_base × 2^(attempts-1)`, at most `retry_max`, so
+/// that deliveries that failed together do not all come back together.
+fn backoff(settings: &WebhookSettings, attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let full = settings
+        .retry_base
+        .saturating_mul(1 << exponent)
+        .min(settings.retry_max);
+    let half = full / 2;
+    half + rand::rng().random_range(Duration::ZERO..=full - half)
+}
+
+/// `Retry-After`: seconds, or an HTTP date (RFC 9110 §10.2.3).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhooks::WebhookSecret;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut settings = WebhookSettings::new(
+            vec![],
+            WebhookSecret::parse(&WebhookSecret::generate()).unwrap(),
+        );
+        settings.retry_base = Duration::from_secs(1);
+        settings.retry_max = Duration::from_secs(10);
+        for (attempts, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (40, 10)] {
+            let full = Duration::from_secs(full);
+            for _ in 0..50 {
+                let delay = backoff(&settings, attempts);
+                assert!(delay >= full / 2 && delay <= full, "{attempts}: {delay:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + TimeDelta::seconds(120)).to_rfc2822();
+        let parsed = parse_retry_after(&later).unwrap();
+        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

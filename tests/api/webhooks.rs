@@ -1,0 +1,663 @@
+//! Webhooks of security events, delivered to a real receiver: an HTTP server
+//! on a loopback port inside the test, which checks every signature itself
+//! (its own HMAC, not the server's code) and answers as each test scripts it.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use flashback_devices::{
+    db::{self, webhook_deliveries},
+    startup::ServerOptions,
+    webhooks::{WebhookSecret, WebhookSettings},
+};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::{
+    helpers::*,
+    security_events::{revocations_fail_sql, revocations_work_sql},
+};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// What the receiver answers to one request.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Status(u16),
+    /// 429 with `Retry-After: N` (seconds).
+    TooMany(u64),
+    /// No answer for this long (then a 200 nobody reads).
+    Hang(Duration),
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    timestamp: i64,
+    body: Value,
+    content_type: String,
+    signature_ok: bool,
+    /// What the receiver answered (a hang counts as not acknowledged).
+    acknowledged: bool,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    script: Mutex<VecDeque<Reply>>,
+    received: Mutex<Vec<Received>>,
+}
+
+struct Receiver {
+    url: String,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn start_on(listener: TcpListener) -> Self {
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ReceiverState::default());
+        let shared = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .route("/hook", web::post().to(receive))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            state,
+        }
+    }
+
+    fn script(&self, replies: &[Reply]) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// The acknowledged deliveries' event ids, in arrival order.
+    fn acknowledged_ids(&self) -> Vec<String> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.acknowledged)
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Waits (failing after a minute) until every id in `ids` was acknowledged.
+    async fn wait_for(&self, ids: &[String]) {
+        wait_until("every delivery acknowledged", || {
+            let acknowledged = self.acknowledged_ids();
+            ids.iter().all(|id| acknowledged.contains(id))
+        })
+        .await;
+    }
+}
+
+async fn receive(
+    state: web::Data<ReceiverState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, timestamp, signature) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let reply = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Reply::Status(200));
+    let acknowledged = matches!(reply, Reply::Status(200..=299));
+    state.received.lock().unwrap().push(Received {
+        signature_ok: verify(&id, &timestamp, &body, &signature),
+        id,
+        timestamp: timestamp.parse().unwrap_or(-1),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        content_type: header("content-type"),
+        acknowledged,
+        at: Instant::now(),
+    });
+    match reply {
+        Reply::Status(status) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+        }
+        Reply::TooMany(seconds) => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", seconds.to_string()))
+            .finish(),
+        Reply::Hang(duration) => {
+            actix_web::rt::time::sleep(duration).await;
+            HttpResponse::Ok().finish()
+        }
+    }
+}
+
+/// The Standard Webhooks check, written here from the specification.
+fn verify(id: &str, timestamp: &str, body: &[u8], signature: &str) -> bool {
+    let key = STANDARD
+        .decode(SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    signature.split(' ').any(|candidate| candidate == expected)
+}
+
+/// Fast settings for tests: short timeout, retries within milliseconds.
+fn settings(urls: &[&str]) -> WebhookSettings {
+    let mut settings = WebhookSettings::new(
+        urls.iter().map(|u| u.to_string()).collect(),
+        WebhookSecret::parse(SECRET).unwrap(),
+    );
+    settings.timeout = Duration::from_millis(400);
+    settings.retry_base = Duration::from_millis(20);
+    settings.retry_max = Duration::from_millis(200);
+    settings.poll_interval = Duration::from_millis(50);
+    settings
+}
+
+fn options(settings: WebhookSettings) -> ServerOptions {
+    ServerOptions {
+        webhooks: Some(settings),
+        ..ServerOptions::local()
+    }
+}
+
+async fn spawn_with_webhooks(backend: Backend, settings: WebhookSettings) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        Setup {
+            options: options(settings),
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+/// Polls `done` until it holds; fails the test after a minute (a bound for
+/// a broken build, not a speed requirement).
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn outbox_counts(app: &TestApp) -> webhook_deliveries::Counts {
+    let db = app.db.clone();
+    tokio::task::spawn_blocking(move || db.run_blocking(webhook_deliveries::counts))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Every event of `token`'s user, oldest first (as they happened).
+async fn events_in_order(app: &TestApp, token: &str) -> Vec<Value> {
+    let mut events = app.events(token).await;
+    events.reverse();
+    events
+}
+
+/// Runs one test body on each backend, as `NAME::sqlite` and
+/// `NAME::postgres` (as `backend_test!`, but the body starts its own
+/// server: the receiver's URL comes first).
+macro_rules! webhook_test {
+    ($name:ident, |$backend:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $backend = Backend::Sqlite;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if postgres_url().is_none() {
+                    return;
+                }
+                let $backend = Backend::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+fn ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+webhook_test!(
+    every_event_arrives_signed_with_the_listed_event_and_its_user,
+    |backend| {
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
+        let phone = app
+            .login_with(
+                "alice",
+                "Phone",
+                Some("fp-phone"),
+                Duration::from_secs(3600),
+                true,
+            )
+            .await;
+        let untrust = app
+            .post(
+                &format!("/devices/{}/untrust", phone.device_id),
+                &laptop.token,
+            )
+            .await;
+        assert_eq!(untrust.status, 200, "{}", untrust.body);
+        let events = events_in_order(&app, &laptop.token).await;
+        assert_eq!(
+            event_types(&events),
+            [
+                "SESSION_STARTED",
+                "SESSION_STARTED",
+                "DEVICE_TRUSTED",
+                "DEVICE_UNTRUSTED"
+            ]
+        );
+        receiver.wait_for(&ids(&events)).await;
+
+        let received = receiver.received();
+        assert_eq!(received.len(), events.len(), "{received:#?}");
+        let now = chrono::Utc::now().timestamp();
+        for (event, delivery) in events.iter().zip(&received) {
+            assert!(delivery.signature_ok, "{delivery:?}");
+            assert_eq!(delivery.content_type, "application/json");
+            assert_eq!(delivery.id, event["id"].as_str().unwrap());
+            assert!(
+                (now - 300..=now + 5).contains(&delivery.timestamp),
+                "{delivery:?}"
+            );
+            let mut data = event.clone();
+            data["userId"] = json!("alice");
+            assert_eq!(
+                delivery.body,
+                json!({"type": event["type"], "timestamp": event["occurredAt"], "data": data})
+            );
+        }
+        let counts = wait_for_counts(&app, |c| c.delivered == events.len() as i64).await;
+        assert_eq!((counts.pending, counts.failed), (0, 0));
+        assert_eq!(counts.delivered, events.len() as i64);
+        assert_eq!(counts.oldest_pending, None);
+
+        // Retention deletes delivered rows once old enough, a batch at a time.
+        let db = app.db.clone();
+        let later = db::now() + chrono::TimeDelta::seconds(1);
+        let pruned = tokio::task::spawn_blocking(move || {
+            db.run_blocking(|conn| webhook_deliveries::prune_delivered_before(conn, later, 3))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(pruned, 3);
+        assert_eq!(outbox_counts(&app).await.delivered, events.len() as i64 - 3);
+    }
+);
+
+webhook_test!(
+    each_user_s_events_arrive_in_order_despite_failures,
+    |backend| {
+        let receiver = Receiver::start().await;
+        // The first attempts fail, whoever they are for: every user's queue is
+        // held back at some point.
+        receiver.script(&[
+            Reply::Status(500),
+            Reply::Status(503),
+            Reply::Status(200),
+            Reply::Status(500),
+            Reply::Status(502),
+        ]);
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let mut tokens = HashMap::new();
+        for round in 0..4 {
+            for user in ["alice", "bob", "carol"] {
+                let login = app
+                    .login(
+                        user,
+                        &format!("Device {round}"),
+                        Some(&format!("fp-{round}")),
+                    )
+                    .await;
+                tokens.insert(user, login.token);
+            }
+        }
+        let mut expected = HashMap::new();
+        for (user, token) in &tokens {
+            expected.insert(user.to_string(), ids(&events_in_order(&app, token).await));
+        }
+        let all: Vec<String> = expected.values().flatten().cloned().collect();
+        receiver.wait_for(&all).await;
+
+        for (user, order) in &expected {
+            let position = |id: &str| order.iter().position(|e| e == id);
+            // Every attempt for this user, in arrival order: never an event
+            // before every earlier one of the user was acknowledged.
+            let mut acknowledged_up_to = 0; // events 0..this are acknowledged
+            for attempt in receiver.received() {
+                let Some(index) = position(&attempt.id) else {
+                    continue;
+                };
+                assert!(
+                    index <= acknowledged_up_to,
+                    "{user}: event #{index} sent before #{acknowledged_up_to} was acknowledged"
+                );
+                if attempt.acknowledged && index == acknowledged_up_to {
+                    acknowledged_up_to += 1;
+                }
+                assert!(attempt.signature_ok);
+            }
+            assert_eq!(acknowledged_up_to, order.len(), "{user}");
+        }
+    }
+);
+
+webhook_test!(
+    a_receiver_answering_500_then_429_then_200_gets_it_after_backoff,
+    |backend| {
+        let receiver = Receiver::start().await;
+        receiver.script(&[Reply::Status(500), Reply::TooMany(1), Reply::Status(200)]);
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let login = app.login("alice", "Laptop", None).await;
+        let events = events_in_order(&app, &login.token).await;
+        receiver.wait_for(&ids(&events)).await;
+
+        let received = receiver.received();
+        assert_eq!(received.len(), 3, "{received:#?}");
+        assert!(received
+            .iter()
+            .all(|r| r.id == events[0]["id"] && r.signature_ok));
+        assert_eq!(
+            received.iter().map(|r| r.acknowledged).collect::<Vec<_>>(),
+            [false, false, true]
+        );
+        // Retry-After: 1 is honoured (a lower bound: the retry is not sooner).
+        assert!(received[2].at - received[1].at >= Duration::from_millis(900));
+        let counts = wait_for_counts(&app, |c| c.delivered == 1).await;
+        assert_eq!((counts.pending, counts.failed), (0, 0));
+
+        // /metrics: the attempts by result, the lag of the one delivery, and the
+        // gauges once recounted (every 2 s).
+        let scrape = crate::metrics::scrape(&app).await;
+        let attempts =
+            |result| scrape.count("flashback_webhook_attempts_total", &[("result", result)]);
+        assert_eq!(
+            (
+                attempts("delivered"),
+                attempts("refused"),
+                attempts("unreachable")
+            ),
+            (1.0, 2.0, 0.0)
+        );
+        assert_eq!(
+            scrape.count("flashback_webhook_delivery_lag_seconds_count", &[]),
+            1.0
+        );
+        assert!(scrape.count("flashback_webhook_delivery_lag_seconds_sum", &[]) >= 0.9);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let scrape = crate::metrics::scrape(&app).await;
+            let pending = scrape.get("flashback_webhook_deliveries_pending", &[]);
+            let failed = scrape.get("flashback_webhook_deliveries_failed", &[]);
+            if pending == Some(0.0) && failed == Some(0.0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gauges: {pending:?} {failed:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+);
+
+/// Waits until the outbox's counts satisfy `done`, and returns them.
+async fn wait_for_counts(
+    app: &TestApp,
+    done: impl Fn(&webhook_deliveries::Counts) -> bool,
+) -> webhook_deliveries::Counts {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = outbox_counts(app).await;
+        if done(&counts) {
+            return counts;
+        }
+        assert!(Instant::now() < deadline, "timed out: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+webhook_test!(
+    a_hanging_receiver_times_out_and_gets_it_again_without_slowing_requests,
+    |backend| {
+        let receiver = Receiver::start().await;
+        // Far longer than the 400 ms attempt timeout.
+        receiver.script(&[Reply::Hang(Duration::from_secs(30))]);
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let login = app.login("alice", "Laptop", None).await;
+        wait_until("the first attempt", || !receiver.received().is_empty()).await;
+        // While that attempt hangs, the API answers as ever.
+        let listed = app.get("/devices", &login.token).await;
+        assert_eq!(listed.status, 200);
+        let events = events_in_order(&app, &login.token).await;
+        receiver.wait_for(&ids(&events)).await;
+        let received = receiver.received();
+        assert_eq!(received.len(), 2, "{received:#?}");
+        assert_eq!(received[0].id, received[1].id);
+        assert!(!received[0].acknowledged && received[1].acknowledged);
+        wait_for_counts(&app, |c| c.delivered == 1 && c.pending == 0).await;
+    }
+);
+
+webhook_test!(
+    a_receiver_down_for_a_while_gets_everything_once_up,
+    |backend| {
+        // A port nobody listens on yet: connections are refused.
+        let reserved = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = reserved.local_addr().unwrap();
+        drop(reserved);
+        let url = format!("http://{address}/hook");
+        let app = spawn_with_webhooks(backend, settings(&[&url])).await;
+        let alice = app.login("alice", "Laptop", None).await;
+        let bob = app.login("bob", "Laptop", None).await;
+        let mut expected = ids(&events_in_order(&app, &alice.token).await);
+        expected.extend(ids(&events_in_order(&app, &bob.token).await));
+        // Several attempts fail (the outbox counts them) before it comes up.
+        let db = app.db.clone();
+        let fewest_attempts = move || {
+            use diesel::{dsl::min, prelude::*};
+            use flashback_devices::db::schema::webhook_deliveries::dsl::*;
+            db.run_blocking(|conn| {
+                webhook_deliveries
+                    .select(min(attempts))
+                    .first::<Option<i32>>(conn)
+            })
+            .unwrap()
+            .unwrap_or(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let fewest_attempts = fewest_attempts.clone();
+            if tokio::task::spawn_blocking(fewest_attempts).await.unwrap() >= 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no failed attempts recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(outbox_counts(&app).await.pending, expected.len() as i64);
+        // The pending gauge of /metrics says so too (recounted every 2 s).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while crate::metrics::scrape(&app)
+            .await
+            .get("flashback_webhook_deliveries_pending", &[])
+            != Some(expected.len() as f64)
+        {
+            assert!(Instant::now() < deadline, "pending gauge never counted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let receiver = Receiver::start_on(TcpListener::bind(address).unwrap());
+        receiver.wait_for(&expected).await;
+        assert!(receiver.received().iter().all(|r| r.signature_ok));
+        wait_for_counts(&app, |c| c.delivered == expected.len() as i64).await;
+    }
+);
+
+webhook_test!(
+    a_rolled_back_change_has_no_delivery_and_a_failed_outbox_rolls_back_the_change,
+    |backend| {
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
+        let phone = app
+            .login_with(
+                "alice",
+                "Phone",
+                Some("fp-phone"),
+                Duration::from_secs(3600),
+                true,
+            )
+            .await;
+        let untrust = format!("/devices/{}/untrust", phone.device_id);
+        let before = ids(&events_in_order(&app, &laptop.token).await);
+        receiver.wait_for(&before).await;
+
+        // The change fails after its event and deliveries were written: all undone.
+        app.execute_sql(revocations_fail_sql(app.backend)).await;
+        let failed = app.post(&untrust, &laptop.token).await;
+        assert_eq!(failed.status, 500, "{}", failed.body);
+        app.execute_sql(revocations_work_sql(app.backend)).await;
+
+        // The outbox cannot be written: the change is undone with it.
+        let (block, unblock) = match app.backend {
+            Backend::Sqlite => (
+                "CREATE TRIGGER no_outbox BEFORE INSERT ON webhook_deliveries \
+             BEGIN SELECT RAISE(ABORT, 'outbox is off'); END;",
+                "DROP TRIGGER no_outbox;",
+            ),
+            Backend::Postgres => (
+                "CREATE FUNCTION no_outbox() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN RAISE EXCEPTION 'outbox is off'; END $$; \
+             CREATE TRIGGER no_outbox BEFORE INSERT ON webhook_deliveries \
+               FOR EACH ROW EXECUTE FUNCTION no_outbox();",
+                "DROP TRIGGER no_outbox ON webhook_deliveries; DROP FUNCTION no_outbox();",
+            ),
+        };
+        app.execute_sql(block).await;
+        let failed = app.post(&untrust, &laptop.token).await;
+        assert_eq!(failed.status, 500, "{}", failed.body);
+        app.execute_sql(unblock).await;
+        let device = app
+            .get(&format!("/devices/{}", phone.device_id), &laptop.token)
+            .await;
+        assert_eq!(device.body["device"]["isTrusted"], true);
+        assert_eq!(ids(&events_in_order(&app, &laptop.token).await), before);
+
+        // A change that commits is delivered after those that did not.
+        let done = app.post(&untrust, &laptop.token).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        let after = ids(&events_in_order(&app, &laptop.token).await);
+        assert_eq!(after.len(), before.len() + 1);
+        receiver.wait_for(&after).await;
+        assert_eq!(receiver.acknowledged_ids(), after);
+        let counts = wait_for_counts(&app, |c| c.delivered == after.len() as i64).await;
+        assert_eq!(
+            (counts.pending, counts.failed),
+            (0, 0),
+            "only committed events have deliveries"
+        );
+    }
+);
+
+webhook_test!(
+    two_servers_on_one_database_send_each_delivery_once,
+    |backend| {
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        app.another_server_with(options(settings(&[&receiver.url])))
+            .await;
+        let mut expected = Vec::new();
+        for user in 0..6 {
+            let mut token = String::new();
+            for device in 0..4 {
+                token = app
+                    .login(&format!("user-{user}"), &format!("Device {device}"), None)
+                    .await
+                    .token;
+            }
+            expected.extend(ids(&events_in_order(&app, &token).await));
+        }
+        receiver.wait_for(&expected).await;
+        let mut counted: HashMap<String, usize> = HashMap::new();
+        for attempt in receiver.received() {
+            assert!(attempt.acknowledged && attempt.signature_ok);
+            *counted.entry(attempt.id).or_default() += 1;
+        }
+        assert_eq!(counted.len(), expected.len());
+        assert!(
+            counted.values().all(|n| *n == 1),
+            "sent more than once: {counted:?}"
+        );
+    }
+);
+
+webhook_test!(given_up_deliveries_are_failed_until_retried, |backend| {
+    let receiver = Receiver::start().await;
+    receiver.script(&[Reply::Status(500)]);
+    let mut fast = settings(&[&receiver.url]);
+    // The first failure is already past the retry period.
+    fast.give_up_after = Duration::ZERO;
+    let app = spawn_with_webhooks(backend, fast).await;
+    let login = app.login("alice", "Laptop", None).await;
+    let counts = wait_for_counts(&app, |c| c.failed == 1).await;
+    assert_eq!((counts.pending, counts.delivered), (0, 0));
+    assert_eq!(receiver.received().len(), 1);
+
+    let db = app.db.clone();
+    let retried = tokio::task::spawn_blocking(move || {
+        db.run_blocking(|conn| webhook_deliveries::retry_failed(conn, db::now()))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(retried, 1);
+    let events = events_in_order(&app, &login.token).await;
+    receiver.wait_for(&ids(&events)).await;
+    wait_for_counts(&app, |c| c.delivered == 1 && c.failed == 0).await;
+});

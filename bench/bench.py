@@ -611,55 +611,31 @@ def cmd_report(a):
         print(table(["figure", "this run", "target", "met"], targets(a.db_kind, by, hwm), "<>><"))
 
 
-def cmd_webhook_sink(a):
-    """A fast webhook receiver for the webhooks scenario: HTTP/1.1 keep-alive on asyncio,
-    answers 204 at once, and notes when each delivery arrived and when its event happened
-    (the body's `timestamp`). On SIGTERM it writes {"deliveries", "events", "lag_p50_ms",
-    "lag_p99_ms", "lag_max_ms"} to --out and exits. It checks no signature (the tests and
-    .ci/webhooks.sh do): it is the cheapest receiver, so the server's cost is what is measured."""
-    import asyncio
-    import signal as signals
-    arrivals = []  # (arrival epoch seconds, webhook-id, occurredAt text)
-
-    async def serve(reader, writer):
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length, wid = 0, ""
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"webhook-id":
-                        wid = value.strip().decode()
-                body = await reader.readexactly(length)
-                now = time.time()
-                start = body.find(b'"timestamp":"') + 13
-                arrivals.append((now, wid, body[start:body.find(b'"', start)].decode()))
-                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    def report():
-        lags = sorted(max(0.0, at - datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp())
-                      for at, _, occurred in arrivals)
-        with open(a.out, "w") as out:
-            json.dump({"deliveries": len(arrivals), "events": len({w for _, w, _ in arrivals}),
-                       "lag_p50_ms": percentile(lags, 50) * 1000, "lag_p99_ms": percentile(lags, 99) * 1000,
-                       "lag_max_ms": (lags[-1] if lags else 0.0) * 1000}, out)
-
-    async def main():
-        server = await asyncio.start_server(serve, "127.0.0.1", a.port, backlog=1024)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signals.SIGTERM, stop.set)
-        async with server:
-            await stop.wait()
-        report()
-
-    asyncio.run(main())
+def cmd_webhook_lag(a):
+    """The delivery lags of the webhooks scenario, from the sink's access log (nginx, one
+    line per delivery: arrival epoch seconds and webhook-id) and the events' occurredAt in
+    the database. Writes {"deliveries", "events", "lag_p50_ms", "lag_p99_ms", "lag_max_ms"}
+    to --out."""
+    arrivals = []  # (arrival epoch seconds, webhook-id)
+    with open(a.log) as log:
+        for line in log:
+            at, _, wid = line.strip().partition(" ")
+            if wid and wid != "-":
+                arrivals.append((float(at), wid))
+    if a.backend == "sqlite":
+        conn = sqlite3.connect(f"file:{a.db}?mode=ro", uri=True, timeout=30)
+        occurred = {i: datetime.fromisoformat(t).replace(tzinfo=timezone.utc).timestamp()
+                    for i, t in conn.execute("SELECT id, occurred_at FROM security_events")}
+        conn.close()
+    else:
+        # A `timestamp` (UTC by the server's convention): epoch read as UTC.
+        rows = psql(a.db, "-F", " ", "-c", "SELECT id, extract(epoch FROM occurred_at) FROM security_events")
+        occurred = {i: float(t) for i, t in (r.split(" ") for r in rows.splitlines() if r)}
+    lags = sorted(max(0.0, at - occurred[wid]) for at, wid in arrivals if wid in occurred)
+    with open(a.out, "w") as out:
+        json.dump({"deliveries": len(arrivals), "events": len({w for _, w in arrivals}),
+                   "lag_p50_ms": percentile(lags, 50) * 1000, "lag_p99_ms": percentile(lags, 99) * 1000,
+                   "lag_max_ms": (lags[-1] if lags else 0.0) * 1000}, out)
 
 
 def main():
@@ -700,8 +676,10 @@ def main():
         d.add_argument(f"--{size}-port", type=int, required=True)
         d.add_argument(f"--{size}-out", required=True)
 
-    w = sub.add_parser("webhook-sink")
-    w.add_argument("--port", type=int, required=True)
+    w = sub.add_parser("webhook-lag")
+    w.add_argument("--log", required=True)
+    w.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    w.add_argument("--db", required=True)
     w.add_argument("--out", required=True)
 
     r = sub.add_parser("report")
@@ -712,7 +690,7 @@ def main():
 
     a = p.parse_args()
     {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,
-     "growth-drive": cmd_growth_drive, "webhook-sink": cmd_webhook_sink, "report": cmd_report}[a.cmd](a)
+     "growth-drive": cmd_growth_drive, "webhook-lag": cmd_webhook_lag, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

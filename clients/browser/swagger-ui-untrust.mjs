@@ -42,6 +42,15 @@ async function specOperations(baseUrl) {
   return operations;
 }
 
+/** The names under the served spec's top-level `webhooks`. */
+async function specWebhooks(baseUrl) {
+  const response = await fetch(new URL("/api-docs/openapi.json", baseUrl));
+  check(response.status === 200, `/api-docs/openapi.json answered ${response.status}`);
+  const names = Object.keys((await response.json()).webhooks ?? {});
+  check(names.length > 0, "the served spec documents webhooks");
+  return names;
+}
+
 function check(condition, message) {
   if (!condition) throw new Error(`check failed: ${message}`);
 }
@@ -129,6 +138,16 @@ async function main() {
       check(block.method === method && block.path === path, `${operationId} is ${method} ${path} (shown: ${block.method} ${block.path})`);
     }
     console.log(`all ${operations.length} operations of the spec listed`);
+
+    // The webhooks the server sends (OpenAPI 3.1 `webhooks`), in Swagger UI's own section.
+    const webhookNames = await specWebhooks(baseUrl);
+    const webhooks = page.locator(".webhooks").first();
+    await webhooks.waitFor();
+    const webhooksText = await webhooks.innerText();
+    for (const name of webhookNames) {
+      check(webhooksText.includes(name), `webhook ${name} is shown in the Webhooks section`);
+    }
+    console.log(`all ${webhookNames.length} webhooks of the spec shown`);
 
     // Authorize with the bearer token.
     await page.locator(".auth-wrapper .btn.authorize").click();

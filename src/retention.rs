@@ -42,18 +42,29 @@ impl RetentionSettings {
 /// look into a complaint), then deleted; pending and failed ones stay.
 pub const DELIVERED_WEBHOOK_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// Deletes delivered webhook rows older than [`DELIVERED_WEBHOOK_RETENTION`],
-/// in batches as the events.
-async fn prune_delivered_webhooks(db: &Db, settings: &RetentionSettings) {
-    let keep = chrono::TimeDelta::from_std(DELIVERED_WEBHOOK_RETENTION).unwrap_or_default();
-    let cutoff = db::now() - keep;
+/// Deletes with `prune` (a batch of at most `settings.batch` rows older than
+/// `cutoff`, answering how many it deleted) until a batch is not full,
+/// resting between full ones; logs what it did, naming the rows `what`.
+async fn prune_in_batches<F>(
+    db: &Db,
+    settings: &RetentionSettings,
+    what: &str,
+    cutoff: chrono::NaiveDateTime,
+    prune: F,
+) where
+    F: Fn(
+            &mut db::AnyConnection,
+            chrono::NaiveDateTime,
+            i64,
+        ) -> Result<usize, diesel::result::Error>
+        + Copy
+        + Send
+        + 'static,
+{
     let mut deleted = 0;
     loop {
         let batch = settings.batch;
-        match db
-            .write(move |conn| db::webhook_deliveries::prune_delivered_before(conn, cutoff, batch))
-            .await
-        {
+        match db.write(move |conn| prune(conn, cutoff, batch)).await {
             Ok(n) => {
                 deleted += n;
                 if (n as i64) < batch {
@@ -62,52 +73,44 @@ async fn prune_delivered_webhooks(db: &Db, settings: &RetentionSettings) {
                 actix_web::rt::time::sleep(settings.pause).await;
             }
             Err(e) => {
-                log::warn!("webhook delivery retention: {e}");
+                log::warn!("{what} retention: {e}; retrying in {:?}", settings.interval);
                 break;
             }
         }
     }
     if deleted > 0 {
-        log::info!(
-            "webhook delivery retention: deleted {deleted} delivered row(s) older than {cutoff}"
-        );
+        log::info!("{what} retention: deleted {deleted} row(s) older than {cutoff}");
     }
 }
 
-/// Sweeps now, then every `interval`, for ever (the caller drops it to stop).
+/// Sweeps now, then every `interval`, for ever (the caller drops it to stop):
+/// events older than the retention period, and webhook deliveries delivered
+/// more than [`DELIVERED_WEBHOOK_RETENTION`] ago (pending and failed ones stay).
 pub async fn run(db: Db, settings: RetentionSettings) {
     let max_age = chrono::TimeDelta::from_std(settings.max_age).unwrap_or(chrono::TimeDelta::MAX);
+    let keep_delivered =
+        chrono::TimeDelta::from_std(DELIVERED_WEBHOOK_RETENTION).unwrap_or_default();
     loop {
-        let cutoff = db::now()
+        let now = db::now();
+        let cutoff = now
             .checked_sub_signed(max_age)
             .unwrap_or(chrono::NaiveDateTime::MIN);
-        let mut deleted = 0;
-        loop {
-            let batch = settings.batch;
-            match db
-                .write(move |conn| db::events::prune_before(conn, cutoff, batch))
-                .await
-            {
-                Ok(n) => {
-                    deleted += n;
-                    if (n as i64) < batch {
-                        break;
-                    }
-                    actix_web::rt::time::sleep(settings.pause).await;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "security event retention: {e}; retrying in {:?}",
-                        settings.interval
-                    );
-                    break;
-                }
-            }
-        }
-        if deleted > 0 {
-            log::info!("security event retention: deleted {deleted} event(s) older than {cutoff}");
-        }
-        prune_delivered_webhooks(&db, &settings).await;
+        prune_in_batches(
+            &db,
+            &settings,
+            "security event",
+            cutoff,
+            db::events::prune_before,
+        )
+        .await;
+        prune_in_batches(
+            &db,
+            &settings,
+            "webhook delivery",
+            now - keep_delivered,
+            db::webhook_deliveries::prune_delivered_before,
+        )
+        .await;
         actix_web::rt::time::sleep(settings.interval).await;
     }
 }

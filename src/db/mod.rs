@@ -385,6 +385,11 @@ impl Db {
         })
     }
 
+    /// The SQLite database's file; `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_reads.as_ref().map(|(path, _)| path.as_path())
+    }
+
     /// The series this pool records (waits for threads and connections, commits).
     pub fn metrics(&self) -> &DbMetrics {
         &self.metrics

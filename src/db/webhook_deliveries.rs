@@ -32,6 +32,15 @@ pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const FAILED: &str = "failed";
 
+/// `status = '<status>'` with the status as a literal, not a bound value:
+/// the indexes are partial (one status each), and SQLite and PostgreSQL
+/// choose a partial index only for a query whose condition names its
+/// status literally.
+fn status_is(status: &'static str) -> diesel::expression::SqlLiteral<Bool> {
+    debug_assert!(status.bytes().all(|b| b.is_ascii_lowercase()));
+    sql::<Bool>(&format!("webhook_deliveries.status = '{status}'"))
+}
+
 /// Bumped after an event is enqueued in this process: a hint that wakes the
 /// dispatchers before their next poll (the row may not be committed yet, so
 /// they still poll; a lost hint costs one poll interval, nothing more).
@@ -99,14 +108,14 @@ pub struct Claimed {
     pub event: Option<SecurityEventRow>,
 }
 
-/// Leases up to `limit` due deliveries to `url` until `lease_until`, in
-/// event order, at most `per_user` of one user (the dispatcher sends those
-/// one after the other, so the lease must cover them all). Call it inside a
-/// write transaction.
+/// Leases up to `limit` due deliveries to `url` until `lease_until` (see
+/// [`due`]). Call it inside a write transaction.
 ///
-/// On PostgreSQL, servers claim one at a time (a transaction-scoped advisory
-/// lock): each sees the leases the previous one committed, so two servers
-/// never lease the same row, nor two rows of one user out of order.
+/// For PostgreSQL, where several servers dispatch: they claim one at a time
+/// (a transaction-scoped advisory lock), each sees the leases the previous
+/// one committed, so two servers never lease the same row, nor two rows of
+/// one user out of order. On SQLite one process dispatches (the dispatcher
+/// holds a lock file), so it reads [`due`] alone and writes no lease.
 pub fn claim(
     conn: &mut AnyConnection,
     url: &str,
@@ -119,6 +128,36 @@ pub fn claim(
         // 0x7765_6268 is "webh": any constant all servers agree on.
         conn.batch_execute("SELECT pg_advisory_xact_lock(2003133032)")?;
     }
+    let due = due(conn, url, now, limit, per_user)?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    let ids: Vec<&str> = due
+        .iter()
+        .map(|claimed| claimed.event_id.as_str())
+        .collect();
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::url.eq(url))
+            .filter(deliveries::event_id.eq_any(&ids)),
+    )
+    .set(deliveries::claimed_until.eq(lease_until))
+    .execute(conn)?;
+    Ok(due)
+}
+
+/// Up to `limit` due deliveries to `url`, with their events, in event
+/// order, at most `per_user` of one user (the dispatcher sends those one
+/// after the other, so a lease must cover them all): the pending rows that
+/// are not leased and whose user has no earlier pending row that is held
+/// back (leased elsewhere, or waiting for its retry).
+pub fn due(
+    conn: &mut AnyConnection,
+    url: &str,
+    now: NaiveDateTime,
+    limit: i64,
+    per_user: usize,
+) -> Result<Vec<Claimed>, Error> {
     // Correlated subqueries are beyond Diesel's DSL: the one fragment of SQL,
     // with bound values, portable to both backends.
     let not_held_back = sql::<Bool>(
@@ -137,7 +176,7 @@ pub fn claim(
     .sql("))");
     let due: Vec<(String, String, i32, NaiveDateTime, NaiveDateTime)> = deliveries::table
         .filter(deliveries::url.eq(url))
-        .filter(deliveries::status.eq(PENDING))
+        .filter(status_is(PENDING))
         .filter(deliveries::next_attempt_at.le(now))
         .filter(
             deliveries::claimed_until
@@ -168,13 +207,6 @@ pub fn claim(
         return Ok(Vec::new());
     }
     let ids: Vec<&str> = due.iter().map(|(id, ..)| id.as_str()).collect();
-    diesel::update(
-        deliveries::table
-            .filter(deliveries::url.eq(url))
-            .filter(deliveries::event_id.eq_any(&ids)),
-    )
-    .set(deliveries::claimed_until.eq(lease_until))
-    .execute(conn)?;
     let mut events: std::collections::HashMap<String, SecurityEventRow> = security_events::table
         .filter(security_events::id.eq_any(&ids))
         .select(SecurityEventRow::as_select())
@@ -288,30 +320,38 @@ pub struct Counts {
 }
 
 pub fn counts(conn: &mut AnyConnection) -> Result<Counts, Error> {
-    let by_status: Vec<(String, i64)> = deliveries::table
-        .group_by(deliveries::status)
-        .select((deliveries::status, count_star()))
-        .load(conn)?;
-    let mut counts = Counts::default();
-    for (status, n) in by_status {
-        match status.as_str() {
-            PENDING => counts.pending = n,
-            DELIVERED => counts.delivered = n,
-            FAILED => counts.failed = n,
-            _ => {}
-        }
-    }
-    counts.oldest_pending = deliveries::table
-        .filter(deliveries::status.eq(PENDING))
-        .select(min(deliveries::occurred_at))
-        .first(conn)?;
-    Ok(counts)
+    let delivered = count_with(conn, DELIVERED)?;
+    Ok(Counts {
+        delivered,
+        ..backlog(conn)?
+    })
+}
+
+/// [`counts`] without the delivered rows, which are most of the table: what
+/// the metrics recount every few seconds, from the small partial indexes.
+pub fn backlog(conn: &mut AnyConnection) -> Result<Counts, Error> {
+    Ok(Counts {
+        pending: count_with(conn, PENDING)?,
+        failed: count_with(conn, FAILED)?,
+        delivered: 0,
+        oldest_pending: deliveries::table
+            .filter(status_is(PENDING))
+            .select(min(deliveries::occurred_at))
+            .first(conn)?,
+    })
+}
+
+fn count_with(conn: &mut AnyConnection, status: &'static str) -> Result<i64, Error> {
+    deliveries::table
+        .filter(status_is(status))
+        .select(count_star())
+        .first(conn)
 }
 
 /// Puts every failed delivery back to pending, due now, with a fresh retry
 /// period; returns how many.
 pub fn retry_failed(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize, Error> {
-    diesel::update(deliveries::table.filter(deliveries::status.eq(FAILED)))
+    diesel::update(deliveries::table.filter(status_is(FAILED)))
         .set((
             deliveries::status.eq(PENDING),
             deliveries::attempts.eq(0),
@@ -330,7 +370,7 @@ pub fn prune_delivered_before(
     batch: i64,
 ) -> Result<usize, Error> {
     let ids: Vec<String> = deliveries::table
-        .filter(deliveries::status.eq(DELIVERED))
+        .filter(status_is(DELIVERED))
         .filter(deliveries::delivered_at.lt(cutoff))
         .limit(batch)
         .select(deliveries::event_id)

@@ -5,12 +5,21 @@
 //! blocking pool), never on an actix worker; a slow or dead receiver only
 //! holds this loop, never a request.
 //!
-//! A claim leases up to `batch` deliveries ([`WebhookSettings::lease`]); the
-//! deliveries of different users are sent concurrently, those of one user one
-//! after the other in event order, stopping at the first that fails (the rest
-//! go back to pending, behind it). Outcomes are written after the batch: a
-//! crash before that re-sends the batch once the lease expires (at least
-//! once: receivers deduplicate by `webhook-id`).
+//! A claim takes up to `batch` due deliveries; the deliveries of different
+//! users are sent concurrently, those of one user one after the other in
+//! event order, stopping at the first that fails (the rest go back to
+//! pending, behind it). Outcomes are written after the batch: a crash before
+//! that re-sends the batch (at least once: receivers deduplicate by
+//! `webhook-id`).
+//!
+//! On PostgreSQL, where several servers dispatch, a claim leases its rows
+//! ([`WebhookSettings::lease`]) in a write, and a crashed server's batch is
+//! sent again once its lease expires. On SQLite one process dispatches: the
+//! dispatcher first takes an exclusive lock on a file beside the database
+//! (another server on the same file waits for it), so nothing else can
+//! claim, and a claim is a read on the blocking pool: no lease is written,
+//! and the one write lock that the requests wait for is taken only to
+//! record outcomes. A crashed server's batch is sent again at its restart.
 
 use std::{
     collections::HashMap,
@@ -67,21 +76,78 @@ pub async fn run(db: Db, settings: WebhookSettings, metrics: WebhookMetrics) {
             return;
         }
     };
-    let endpoints = settings.urls.iter().map(|url| Endpoint {
-        db: &db,
-        settings: &settings,
-        metrics: &metrics,
-        client: &client,
-        url,
-    });
-    let loops = join_all(endpoints.map(Endpoint::run));
+    let loops = async {
+        let _dispatching = match db.sqlite_file() {
+            Some(file) => Some(dispatcher_lock(file, settings.poll_interval).await),
+            None => None,
+        };
+        let endpoints = settings.urls.iter().map(|url| Endpoint {
+            db: &db,
+            settings: &settings,
+            metrics: &metrics,
+            client: &client,
+            url,
+        });
+        join_all(endpoints.map(Endpoint::run)).await
+    };
     let counting = count_for_ever(&db, &metrics);
     futures_util::future::join(loops, counting).await;
 }
 
+/// Waits until this process is the one that dispatches the webhooks of the
+/// SQLite database at `file`: holds an exclusive lock on `<file>-webhooks`
+/// (released by the kernel when the process ends, even by kill -9).
+async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> Option<std::fs::File> {
+    let mut path = file.as_os_str().to_owned();
+    path.push("-webhooks");
+    let lock = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(lock) => lock,
+        Err(e) => {
+            log::error!(
+                "webhooks: cannot open the dispatcher lock {}: {e}; no deliveries",
+                std::path::Path::new(&path).display()
+            );
+            std::future::pending::<()>().await;
+            return None;
+        }
+    };
+    let mut told = false;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => {
+                if told {
+                    log::info!("webhooks: this server dispatches now");
+                }
+                return Some(lock);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !told {
+                    log::info!(
+                        "webhooks: another process dispatches this database's webhooks; \
+                         this server takes over when it stops"
+                    );
+                    told = true;
+                }
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                log::warn!(
+                    "webhooks: cannot lock {}: {e}",
+                    std::path::Path::new(&path).display()
+                );
+            }
+        }
+        actix_web::rt::time::sleep(poll).await;
+    }
+}
+
 async fn count_for_ever(db: &Db, metrics: &WebhookMetrics) {
     loop {
-        match db.run(outbox::counts).await {
+        match db.run(outbox::backlog).await {
             Ok(counts) => metrics.set_counts(counts.pending, counts.failed),
             Err(e) => log::debug!("webhooks: cannot count deliveries: {e}"),
         }
@@ -144,6 +210,12 @@ impl Endpoint<'_> {
         let url = self.url.clone();
         let lease = TimeDelta::from_std(self.settings.lease()).unwrap_or(TimeDelta::MAX);
         let limit = self.settings.batch;
+        if self.db.sqlite_file().is_some() {
+            return self
+                .db
+                .run(move |conn| outbox::due(conn, &url, db::now(), limit, PER_USER_PER_CLAIM))
+                .await;
+        }
         self.db
             .write(move |conn| {
                 let now = db::now();

@@ -661,3 +661,38 @@ webhook_test!(given_up_deliveries_are_failed_until_retried, |backend| {
     receiver.wait_for(&ids(&events)).await;
     wait_for_counts(&app, |c| c.delivered == 1 && c.failed == 0).await;
 });
+
+/// On SQLite one process dispatches (it writes no leases): a server whose
+/// database's dispatcher lock is held by another process sends nothing,
+/// its events wait as pending, and it takes over once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_one_process_dispatches_and_another_takes_over_when_it_stops() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let path = app.sqlite_path().expect("a SQLite database");
+    // Held as the dispatching process holds it: an exclusive lock of an open file.
+    let held_elsewhere = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{path}-webhooks"))
+        .unwrap();
+    held_elsewhere.lock().unwrap();
+    let settings = settings(&[&receiver.url]);
+    let poll = settings.poll_interval;
+    app.another_server_with(options(settings)).await;
+
+    let token = app.login("alice", "Laptop", None).await.token;
+    let expected = ids(&events_in_order(&app, &token).await);
+    assert!(!expected.is_empty());
+    tokio::time::sleep(poll * 10).await;
+    assert!(
+        receiver.received().is_empty(),
+        "a server sent deliveries while another process held the dispatcher lock"
+    );
+    assert_eq!(outbox_counts(&app).await.pending, expected.len() as i64);
+
+    drop(held_elsewhere);
+    receiver.wait_for(&expected).await;
+    assert_eq!(receiver.acknowledged_ids(), expected);
+}

@@ -173,7 +173,7 @@ pub fn due(
     .bind::<Timestamp, _>(now)
     .sql(" OR earlier.claimed_until >= ")
     .bind::<Timestamp, _>(now)
-    .sql("))");
+    .sql(") LIMIT 1 OFFSET 0)");
     let due: Vec<(String, String, i32, NaiveDateTime, NaiveDateTime)> = deliveries::table
         .filter(deliveries::url.eq(url))
         .filter(status_is(PENDING))

@@ -573,8 +573,25 @@ fn read_here<T>(
                 readers.len() - 1
             }
         };
-        Some(work(&mut readers[index].1))
+        Some(read_transaction(&mut readers[index].1, work))
     })
+}
+
+/// Runs `work` in one read transaction: its statements take SQLite's read
+/// lock and look up the WAL index once, instead of once per statement.
+fn read_transaction<T>(
+    conn: &mut AnyConnection,
+    work: &impl Fn(&mut AnyConnection) -> Result<T, DieselError>,
+) -> Result<T, DieselError> {
+    conn.batch_execute("BEGIN")?;
+    let outcome = work(conn);
+    if let Err(error) = conn.batch_execute("COMMIT") {
+        // Never leave this connection inside a transaction: every later
+        // read of this worker would fail at its BEGIN.
+        let _ = conn.batch_execute("ROLLBACK");
+        return Err(error);
+    }
+    outcome
 }
 
 fn open_reader(path: &std::path::Path) -> Result<SqliteConnection, DieselError> {

@@ -97,7 +97,7 @@ pub async fn run(db: Db, settings: WebhookSettings, metrics: WebhookMetrics) {
 /// Waits until this process is the one that dispatches the webhooks of the
 /// SQLite database at `file`: holds an exclusive lock on `<file>-webhooks`
 /// (released by the kernel when the process ends, even by kill -9).
-async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> Option<std::fs::File> {
+async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> std::fs::File {
     let mut path = file.as_os_str().to_owned();
     path.push("-webhooks");
     let lock = match std::fs::OpenOptions::new()
@@ -112,8 +112,7 @@ async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> Option<std::
                 "webhooks: cannot open the dispatcher lock {}: {e}; no deliveries",
                 std::path::Path::new(&path).display()
             );
-            std::future::pending::<()>().await;
-            return None;
+            return std::future::pending().await;
         }
     };
     let mut told = false;
@@ -123,13 +122,13 @@ async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> Option<std::
                 if told {
                     log::info!("webhooks: this server dispatches now");
                 }
-                return Some(lock);
+                return lock;
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 if !told {
                     log::info!(
                         "webhooks: another process dispatches this database's webhooks; \
-                         this server takes over when it stops"
+                         this server takes over when that process stops"
                     );
                     told = true;
                 }

@@ -6,6 +6,7 @@ use diesel::{prelude::*, result::Error};
 
 use super::{
     models::DeviceRow,
+    prepared,
     schema::{devices, sessions},
     sessions::active_at,
     AnyConnection,
@@ -59,8 +60,10 @@ pub fn insert(conn: &mut AnyConnection, device: &DeviceRow) -> Result<(), Error>
 
 /// Refreshes what a new sign-in tells about a known device.
 pub fn record_sign_in(conn: &mut AnyConnection, seen: &DeviceRow) -> Result<(), Error> {
-    diesel::update(devices::table.filter(devices::id.eq(&seen.id)))
-        .set((
+    prepared::update(
+        devices::table,
+        devices::id.eq(&seen.id),
+        (
             devices::device_name.eq(&seen.device_name),
             devices::device_type.eq(&seen.device_type),
             devices::os.eq(&seen.os),
@@ -70,9 +73,10 @@ pub fn record_sign_in(conn: &mut AnyConnection, seen: &DeviceRow) -> Result<(), 
             devices::country.eq(&seen.country),
             devices::city.eq(&seen.city),
             devices::last_seen.eq(seen.last_seen),
-        ))
-        .execute(conn)
-        .map(drop)
+        ),
+    )
+    .execute(conn)
+    .map(drop)
 }
 
 /// A device a change was made to, as it was named at that moment.
@@ -92,18 +96,17 @@ pub fn trust(
     fingerprint: &str,
     until: NaiveDateTime,
 ) -> Result<Option<Changed>, Error> {
-    let updated = diesel::update(
-        devices::table.filter(
-            devices::user_id
-                .eq(user_id)
-                .and(devices::fingerprint.eq(fingerprint)),
+    let updated = prepared::update(
+        devices::table,
+        devices::user_id
+            .eq(user_id)
+            .and(devices::fingerprint.eq(fingerprint)),
+        (
+            devices::is_trusted.eq(true),
+            devices::trust_level.eq(TRUST_LEVEL_TRUSTED),
+            devices::trust_expires_at.eq(Some(until)),
         ),
     )
-    .set((
-        devices::is_trusted.eq(true),
-        devices::trust_level.eq(TRUST_LEVEL_TRUSTED),
-        devices::trust_expires_at.eq(Some(until)),
-    ))
     .execute(conn)?;
     if updated == 0 {
         return Ok(None);
@@ -127,14 +130,15 @@ pub fn untrust(
     device_id: &str,
     now: NaiveDateTime,
 ) -> Result<Option<Changed>, Error> {
-    let updated = diesel::update(
-        devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
+    let updated = prepared::update(
+        devices::table,
+        devices::id.eq(device_id).and(devices::user_id.eq(user_id)),
+        (
+            devices::is_trusted.eq(false),
+            devices::trust_level.eq(TRUST_LEVEL_UNTRUSTED),
+            devices::trust_expires_at.eq(None::<NaiveDateTime>),
+        ),
     )
-    .set((
-        devices::is_trusted.eq(false),
-        devices::trust_level.eq(TRUST_LEVEL_UNTRUSTED),
-        devices::trust_expires_at.eq(None::<NaiveDateTime>),
-    ))
     .execute(conn)?;
     if updated == 0 {
         return Ok(None);
@@ -142,10 +146,11 @@ pub fn untrust(
     let name = device_name(conn, device_id)?;
     // Expired sessions are left as they are: they authenticate no more, and
     // the count is of the sessions this untrust ended.
-    let revoked_sessions = diesel::update(
-        sessions::table.filter(sessions::device_id.eq(device_id).and(active_at(now))),
+    let revoked_sessions = prepared::update(
+        sessions::table,
+        sessions::device_id.eq(device_id).and(active_at(now)),
+        sessions::revoked_at.eq(Some(now)),
     )
-    .set(sessions::revoked_at.eq(Some(now)))
     .execute(conn)?;
     Ok(Some(Changed {
         id: device_id.to_owned(),

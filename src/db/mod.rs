@@ -7,9 +7,11 @@
 pub mod devices;
 pub mod events;
 pub mod models;
+pub mod prepared;
 pub mod schema;
 pub mod server_keys;
 pub mod sessions;
+mod sqlite_settings;
 pub mod webhook_deliveries;
 pub mod writer;
 
@@ -97,7 +99,7 @@ impl DatabaseUrl {
     fn connect(&self) -> Result<AnyConnection, diesel::ConnectionError> {
         match self {
             Self::Sqlite { path } => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                let mut conn = sqlite_settings::establish(path)?;
                 // WAL lets readers run beside the writer; the busy timeout makes a
                 // writer wait for the lock instead of failing; synchronous=FULL
                 // makes an acknowledged untrust survive power loss, not only a
@@ -595,7 +597,7 @@ fn read_transaction<T>(
 }
 
 fn open_reader(path: &std::path::Path) -> Result<SqliteConnection, DieselError> {
-    let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+    let mut conn = sqlite_settings::establish(path)
         .map_err(|e| DieselError::QueryBuilderError(e.to_string().into()))?;
     // The file is in WAL mode already (set by the pool's connections), so
     // nothing here takes a lock.

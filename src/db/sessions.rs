@@ -7,6 +7,7 @@ use diesel::{prelude::*, result::Error};
 
 use super::{
     models::{DeviceRow, SessionRow, SessionWithDevice},
+    prepared,
     schema::{devices, sessions},
     AnyConnection,
 };
@@ -101,9 +102,12 @@ pub fn revoke(
     session_id: &str,
     now: NaiveDateTime,
 ) -> Result<Option<(String, String)>, Error> {
-    let updated = diesel::update(sessions::table.filter(owned_active(user_id, session_id, now)))
-        .set(sessions::revoked_at.eq(Some(now)))
-        .execute(conn)?;
+    let updated = prepared::update(
+        sessions::table,
+        owned_active(user_id, session_id, now),
+        sessions::revoked_at.eq(Some(now)),
+    )
+    .execute(conn)?;
     if updated == 0 {
         return Ok(None);
     }
@@ -121,9 +125,12 @@ pub fn revoke_all(
     user_id: &str,
     now: NaiveDateTime,
 ) -> Result<usize, Error> {
-    diesel::update(sessions::table.filter(sessions::user_id.eq(user_id).and(active_at(now))))
-        .set(sessions::revoked_at.eq(Some(now)))
-        .execute(conn)
+    prepared::update(
+        sessions::table,
+        sessions::user_id.eq(user_id).and(active_at(now)),
+        sessions::revoked_at.eq(Some(now)),
+    )
+    .execute(conn)
 }
 
 /// Revokes every active session of the caller but `keep`; returns how many.
@@ -133,15 +140,14 @@ pub fn revoke_all_except(
     keep: &str,
     now: NaiveDateTime,
 ) -> Result<usize, Error> {
-    diesel::update(
-        sessions::table.filter(
-            sessions::user_id
-                .eq(user_id)
-                .and(sessions::id.ne(keep))
-                .and(active_at(now)),
-        ),
+    prepared::update(
+        sessions::table,
+        sessions::user_id
+            .eq(user_id)
+            .and(sessions::id.ne(keep))
+            .and(active_at(now)),
+        sessions::revoked_at.eq(Some(now)),
     )
-    .set(sessions::revoked_at.eq(Some(now)))
     .execute(conn)
 }
 
@@ -160,14 +166,20 @@ pub fn heartbeat(
     let device_of_session = sessions::table
         .filter(owned_active(user_id, session_id, now))
         .select(sessions::device_id);
-    diesel::update(devices::table.filter(devices::id.eq_any(device_of_session)))
-        .set(devices::last_seen.eq(now))
-        .execute(conn)?;
-    let updated = diesel::update(sessions::table.filter(owned_active(user_id, session_id, now)))
-        .set((
+    prepared::update(
+        devices::table,
+        devices::id.eq_any(device_of_session),
+        devices::last_seen.eq(now),
+    )
+    .execute(conn)?;
+    let updated = prepared::update(
+        sessions::table,
+        owned_active(user_id, session_id, now),
+        (
             sessions::last_activity.eq(now),
             sessions::expires_at.eq(new_expiry),
-        ))
-        .execute(conn)?;
+        ),
+    )
+    .execute(conn)?;
     Ok(updated > 0)
 }

@@ -593,11 +593,14 @@ def cmd_report(a):
         label = SCENARIOS[r["scenario"]]
         if "%s" in label:
             label = label % a.alt
+        # The server's own CPU time (user + system, /proc/PID/stat) per answered request:
+        # what a request costs the server, apart from wrk and the loopback.
+        cpu = f"{r['cpu_s'] * 1e6 / r['requests']:.0f}" if r.get("cpu_s") and r["requests"] else "-"
         rows.append([label, f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
                      f"{r['p99_us'] / 1000:.2f}", f"{r['max_us'] / 1000:.0f}", errors, ratio,
-                     r["requests"], f"{r['rss_kb'] / 1024:.1f}"])
+                     cpu, r["requests"], f"{r['rss_kb'] / 1024:.1f}"])
     print(table(["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
-                 "requests", "RSS after MiB"], rows, "<>>>>>>>>"))
+                 "server CPU us/req", "requests", "RSS after MiB"], rows, "<>>>>>>>>>"))
     ends = [r for r in records if "hwm_kb" in r]
     end = ends[0]
     hwm = max(r["hwm_kb"] for r in ends)

@@ -100,14 +100,19 @@ impl DatabaseUrl {
         match self {
             Self::Sqlite { path } => {
                 let mut conn = sqlite_settings::establish(path)?;
-                // WAL lets readers run beside the writer; the busy timeout makes a
-                // writer wait for the lock instead of failing; synchronous=FULL
-                // makes an acknowledged untrust survive power loss, not only a
-                // crash of this process (WAL with NORMAL would survive the latter).
+                // The busy timeout makes a connection wait for a lock instead of
+                // failing, so it comes first: even `journal_mode` reads the file
+                // and can meet another connection's lock (bench runs logged
+                // r2d2's bare "database is locked" now and then, most likely a
+                // pool connection opened under load before it had a timeout).
+                // WAL lets readers run beside the writer;
+                // synchronous=FULL makes an acknowledged untrust survive power
+                // loss, not only a crash of this process (WAL with NORMAL would
+                // survive the latter).
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL;
+                    "PRAGMA busy_timeout = 5000;
+                     PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
-                     PRAGMA busy_timeout = 5000;
                      PRAGMA foreign_keys = ON;",
                 )
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;

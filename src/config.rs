@@ -243,15 +243,22 @@ impl ServeArgs {
         let secret = secret.ok_or(
             "WEBHOOK_SECRET is required with WEBHOOK_URLS (generate one with `flashback-devices webhook secret`)",
         )?;
+        // Bounded so that no sum of times in the dispatcher can leave the
+        // range of a date (a year is far beyond any sensible value).
+        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
         let millis = |name: &str, value: u64| {
-            (value > 0)
+            (1..=YEAR_MS)
+                .contains(&value)
                 .then(|| Duration::from_millis(value))
-                .ok_or(format!("{name} must be more than 0"))
+                .ok_or(format!("{name} must be more than 0 and at most a year"))
         };
         let mut settings = WebhookSettings::new(urls, secret);
         settings.timeout = millis("WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms)?;
         settings.retry_base = millis("WEBHOOK_RETRY_BASE_MS", self.webhook_retry_base_ms)?;
         settings.retry_max = millis("WEBHOOK_RETRY_MAX_MS", self.webhook_retry_max_ms)?;
+        if self.webhook_give_up_after_secs > YEAR_MS / 1000 {
+            return Err("WEBHOOK_GIVE_UP_AFTER_SECS must be at most a year".into());
+        }
         settings.give_up_after = Duration::from_secs(self.webhook_give_up_after_secs);
         settings.poll_interval = millis("WEBHOOK_POLL_MS", self.webhook_poll_ms)?;
         Ok(Some(settings))

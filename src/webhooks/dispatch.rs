@@ -81,17 +81,44 @@ pub async fn run(db: Db, settings: WebhookSettings, metrics: WebhookMetrics) {
             Some(file) => Some(dispatcher_lock(file, settings.poll_interval).await),
             None => None,
         };
-        let endpoints = settings.urls.iter().map(|url| Endpoint {
-            db: &db,
-            settings: &settings,
-            metrics: &metrics,
-            client: &client,
-            url,
-        });
-        join_all(endpoints.map(Endpoint::run)).await
+        let endpoints: Vec<Endpoint> = settings
+            .urls
+            .iter()
+            .map(|url| Endpoint {
+                db: &db,
+                settings: &settings,
+                metrics: &metrics,
+                client: &client,
+                url,
+            })
+            .collect();
+        let settings = &settings;
+        join_all(endpoints.iter().map(|endpoint| {
+            let name = format!("webhooks to {}", redact(endpoint.url));
+            async move { supervised(&name, settings, || endpoint.run()).await }
+        }))
+        .await
     };
-    let counting = count_for_ever(&db, &metrics);
+    let counting = supervised("webhook counts", &settings, || count_for_ever(&db, &metrics));
     futures_util::future::join(loops, counting).await;
+}
+
+/// Runs `task` again, after a pause, whenever it panics: a bug in one loop
+/// of the dispatcher is logged and costs that loop a moment, never the
+/// server (whose process the dispatcher shares) nor the other loops.
+async fn supervised<F, Fut>(name: &str, settings: &WebhookSettings, task: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures_util::FutureExt;
+    loop {
+        if std::panic::AssertUnwindSafe(task()).catch_unwind().await.is_ok() {
+            return;
+        }
+        log::error!("{name}: the loop panicked; it starts again");
+        actix_web::rt::time::sleep(settings.poll_interval.max(Duration::from_secs(1))).await;
+    }
 }
 
 /// Waits until this process is the one that dispatches the webhooks of the
@@ -170,14 +197,14 @@ struct Failure {
 }
 
 impl Endpoint<'_> {
-    async fn run(self) {
+    async fn run(&self) {
         let mut hints = outbox::enqueued_hints();
         loop {
             let claimed_at = Instant::now();
             match self.claim().await {
                 Ok(batch) if !batch.is_empty() => {
                     let full = batch.len() as i64 >= self.settings.batch;
-                    self.deliver(batch, claimed_at + self.settings.lease())
+                    self.deliver(batch, later(claimed_at, self.settings.lease()))
                         .await;
                     if full {
                         continue;
@@ -207,7 +234,7 @@ impl Endpoint<'_> {
 
     async fn claim(&self) -> Result<Vec<Claimed>, db::DbError> {
         let url = self.url.clone();
-        let lease = TimeDelta::from_std(self.settings.lease()).unwrap_or(TimeDelta::MAX);
+        let lease = self.settings.lease();
         let limit = self.settings.batch;
         if self.db.sqlite_file().is_some() {
             return self
@@ -218,7 +245,7 @@ impl Endpoint<'_> {
         self.db
             .write(move |conn| {
                 let now = db::now();
-                outbox::claim(conn, &url, now, now + lease, limit, PER_USER_PER_CLAIM)
+                outbox::claim(conn, &url, now, add(now, lease), limit, PER_USER_PER_CLAIM)
             })
             .await
     }
@@ -277,16 +304,48 @@ impl Endpoint<'_> {
         let mut outcomes = Vec::with_capacity(deliveries.len());
         let mut held_back = false;
         for claimed in deliveries {
-            if held_back || Instant::now() + self.settings.timeout >= lease_end {
+            if held_back || later(Instant::now(), self.settings.timeout) >= lease_end {
                 held_back = true;
                 outcomes.push((claimed.event_id, Outcome::Release));
                 continue;
             }
-            let outcome = self.attempt(&claimed).await;
+            let outcome = self.attempt_isolated(&claimed).await;
             held_back = !matches!(outcome, Outcome::Delivered);
             outcomes.push((claimed.event_id, outcome));
         }
         outcomes
+    }
+
+    /// [`Endpoint::attempt`], with a panic in it (a bug, or a receiver's
+    /// answer that some code path did not expect) made a failed attempt of
+    /// this one delivery, retried later: never the end of the dispatcher or
+    /// of the process, which would stop every other delivery and, since the
+    /// delivery stays pending, do it again at the next start.
+    async fn attempt_isolated(&self, claimed: &Claimed) -> Outcome {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(self.attempt(claimed))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                log::error!(
+                    "webhook delivery of event {} to {}: the attempt panicked ({what}); retried later",
+                    claimed.event_id,
+                    redact(self.url)
+                );
+                let failure = Failure {
+                    error: "internal error while sending".into(),
+                    retry_after: None,
+                };
+                self.after_failure(claimed, failure, db::now())
+            }
+        }
     }
 
     /// One attempt, and what it means for the delivery.
@@ -356,11 +415,13 @@ impl Endpoint<'_> {
     }
 
     /// The next attempt's time (the receiver's `Retry-After`, else the
-    /// backoff), or failed for good once the retry period is over.
+    /// backoff, either at most `retry_max`), or failed for good once the
+    /// retry period is over. A receiver chooses `Retry-After`, so nothing it
+    /// says may reach date arithmetic uncapped: a delay past the period ends
+    /// at the period's last attempt.
     fn after_failure(&self, claimed: &Claimed, failure: Failure, now: NaiveDateTime) -> Outcome {
-        let give_up_at = claimed.enqueued_at
-            + TimeDelta::from_std(self.settings.give_up_after).unwrap_or(TimeDelta::MAX);
-        let attempts = u32::try_from(claimed.attempts).unwrap_or(0) + 1;
+        let give_up_at = add(claimed.enqueued_at, self.settings.give_up_after);
+        let attempts = u32::try_from(claimed.attempts).unwrap_or(0).saturating_add(1);
         if now >= give_up_at {
             return Outcome::GiveUp {
                 error: format!("{} (after {attempts} attempts)", failure.error),
@@ -368,14 +429,30 @@ impl Endpoint<'_> {
         }
         let delay = failure
             .retry_after
-            .unwrap_or_else(|| backoff(self.settings, attempts));
-        let at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+            .unwrap_or_else(|| backoff(self.settings, attempts))
+            .min(self.settings.retry_max);
         Outcome::Retry {
             // One last attempt at the end of the period rather than none.
-            at: at.min(give_up_at),
+            at: add(now, delay).min(give_up_at),
             error: failure.error,
         }
     }
+}
+
+/// `at + delay`, or the latest time there is when that is out of range:
+/// configured periods and receivers' delays are not trusted to be small.
+fn add(at: NaiveDateTime, delay: Duration) -> NaiveDateTime {
+    TimeDelta::from_std(delay)
+        .ok()
+        .and_then(|delta| at.checked_add_signed(delta))
+        .unwrap_or(NaiveDateTime::MAX)
+}
+
+/// `at + delay` for monotonic instants, likewise saturating (at a century,
+/// which every instant here can hold).
+fn later(at: Instant, delay: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(delay.min(CENTURY)).unwrap_or(at)
 }
 
 /// The body: `{type, timestamp, data}`, `data` the event as

@@ -35,6 +35,8 @@ enum Reply {
     TooMany(u64),
     /// No answer for this long (then a 200 nobody reads).
     Hang(Duration),
+    /// This status with this `Retry-After` header, verbatim.
+    RetryAfter(u16, &'static str),
 }
 
 /// One request the receiver got.
@@ -158,6 +160,11 @@ async fn receive(
         Reply::Hang(duration) => {
             actix_web::rt::time::sleep(duration).await;
             HttpResponse::Ok().finish()
+        }
+        Reply::RetryAfter(status, value) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                .insert_header(("Retry-After", value))
+                .finish()
         }
     }
 }
@@ -389,6 +396,40 @@ webhook_test!(
             }
             assert_eq!(acknowledged_up_to, order.len(), "{user}");
         }
+    }
+);
+
+webhook_test!(
+    a_receivers_absurd_retry_after_is_capped_and_never_stops_the_server,
+    |backend| {
+        // A receiver (or anyone on the path to an http:// URL) chooses
+        // Retry-After: a delay that overflows a date, a date in year 9999
+        // and garbage are each a retry within retry_max (200 ms here).
+        let receiver = Receiver::start().await;
+        receiver.script(&[
+            Reply::RetryAfter(429, "99999999999999"),
+            Reply::RetryAfter(503, "Fri, 31 Dec 9999 23:59:59 GMT"),
+            Reply::RetryAfter(429, "garbage"),
+            Reply::Status(200),
+        ]);
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let alice = app.login("alice", "Laptop", None).await;
+        let first = events_in_order(&app, &alice.token).await;
+        receiver.wait_for(&ids(&first)).await;
+        let received = receiver.received();
+        assert_eq!(received.len(), 4, "{received:#?}");
+        assert!(received.iter().all(|r| r.id == first[0]["id"]));
+        for pair in received.windows(2) {
+            // The retry comes within the maximum (200 ms) plus a claim's slack.
+            assert!(pair[1].at - pair[0].at < Duration::from_secs(5), "{received:#?}");
+        }
+        // The server still answers, and other deliveries go on.
+        let bob = app.login("bob", "Laptop", None).await;
+        assert_eq!(app.get("/devices", &bob.token).await.status, 200);
+        let second = events_in_order(&app, &bob.token).await;
+        receiver.wait_for(&ids(&second)).await;
+        let counts = wait_for_counts(&app, |c| c.delivered == 2).await;
+        assert_eq!((counts.pending, counts.failed), (0, 0));
     }
 );
 

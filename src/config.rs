@@ -151,6 +151,9 @@ pub struct ServeArgs {
     /// Days security events are kept; older ones are deleted in the background. 0: kept for ever.
     #[arg(long, env = "SECURITY_EVENT_RETENTION_DAYS", default_value_t = 90)]
     pub security_event_retention_days: u32,
+    /// How long a request body may take to arrive after the request's head, in milliseconds (then 408).
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
     /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
     #[arg(long, env = "METRICS_BIND_ADDR")]
     pub metrics_bind_addr: Option<String>,
@@ -218,6 +221,7 @@ impl ServeArgs {
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty()),
             webhooks: self.webhooks()?,
+            body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
         })
     }
 

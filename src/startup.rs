@@ -10,7 +10,7 @@ use actix_web::{
 };
 
 use crate::{
-    api::{self, error, types::OPERATIONS},
+    api::{self, error, extract::BodyDeadline, types::OPERATIONS},
     client_addr::TrustedProxies,
     db::Db,
     docs,
@@ -53,6 +53,8 @@ pub struct ServerOptions {
     pub metrics_bind_addr: Option<String>,
     /// Where security events are pushed; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
+    /// How long a request body may take to arrive (408 after that).
+    pub body_timeout: std::time::Duration,
 }
 
 impl ServerOptions {
@@ -69,6 +71,7 @@ impl ServerOptions {
             event_retention: None,
             metrics_bind_addr: None,
             webhooks: None,
+            body_timeout: BodyDeadline::default().0,
         }
     }
 }
@@ -218,6 +221,7 @@ pub fn run(
     // The token extractor and the rate limiter need only the keys, not the whole state.
     let token_keys = web::Data::new(state.tokens.clone());
     let trusted_proxies = web::Data::new(options.trusted_proxies.clone());
+    let body_deadline = BodyDeadline(options.body_timeout);
     let connections = metrics.clone();
     let metrics = web::Data::new(metrics);
     let metrics_listener = web::Data::new(metrics_listener);
@@ -227,7 +231,8 @@ pub fn run(
             .app_data(token_keys.clone())
             .app_data(trusted_proxies.clone())
             .app_data(metrics.clone())
-            .app_data(metrics_listener.clone());
+            .app_data(metrics_listener.clone())
+            .app_data(body_deadline);
         if let Some(limiter) = &limiter {
             app = app.app_data(limiter.clone());
         }

@@ -95,6 +95,25 @@ impl IntoResponses for BadRequest {
     }
 }
 
+/// 408 and 415: the spec's `RequestTimeout` and `UnsupportedMediaType`,
+/// for operations with a body (answered by `extract::ValidatedJson`).
+pub struct BodyFailures;
+
+impl IntoResponses for BodyFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([
+            (
+                408,
+                error_response("The request body did not arrive in time (`BODY_TIMEOUT_MS` after the request's head); nothing was changed, and the connection is closed."),
+            ),
+            (
+                415,
+                error_response("The request body has a `Content-Encoding` (compressed bodies are not accepted; send it uncompressed); nothing was changed."),
+            ),
+        ])
+    }
+}
+
 /// 400: the spec's `InvalidPathId`, for operations with a path id.
 pub struct InvalidPathId;
 

@@ -4,7 +4,7 @@ use actix_web::{delete, get, post, web};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use super::{
-    common::{BadRequest, DeviceIdParam, DeviceNotFound, InvalidPathId, SecuredFailures},
+    common::{BadRequest, BodyFailures, DeviceIdParam, DeviceNotFound, InvalidPathId, SecuredFailures},
     error::failure,
     extract::{IdPath, Origin, ValidatedJson},
     types::{
@@ -157,7 +157,7 @@ pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> respons
         (status = 200, description = "The device is trusted until `trustExpiresAt`.", body = TrustDeviceResponse),
         (status = 404, description = "The caller has no device with that fingerprint.", body = ErrorResponse),
         (status = 500, description = "The device could not be trusted.", body = ErrorResponse),
-        BadRequest, SecuredFailures,
+        BadRequest, BodyFailures, SecuredFailures,
     )
 )]
 #[post("/devices/trust")]

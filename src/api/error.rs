@@ -45,6 +45,24 @@ impl ApiError {
         }
     }
 
+    pub fn unsupported_media_type(public: &str) -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            public: public.into(),
+            internal: None,
+        }
+    }
+
+    /// 408: the connection is closed after it, since the rest of the body
+    /// may still arrive and could not be told from the next request.
+    pub fn request_timeout(public: String) -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            public,
+            internal: None,
+        }
+    }
+
     pub fn internal(internal: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +94,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response.force_close();
         }
         response.json(ErrorResponse::new(self.public.clone()))
     }

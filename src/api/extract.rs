@@ -53,6 +53,18 @@ pub struct IdPath {
     pub id: ResourceId,
 }
 
+/// How long a request's body may take to arrive once its head has (the
+/// head has actix's own `client_request_timeout`): a body that never ends
+/// must not hold its connection and worker slot for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDeadline(pub std::time::Duration);
+
+impl Default for BodyDeadline {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(5))
+    }
+}
+
 /// A JSON body that passed serde and the schema's remaining keywords.
 pub struct ValidatedJson<T>(pub T);
 
@@ -61,9 +73,34 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> 
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = web::Json::<serde_json::Value>::from_request(request, payload);
+        // Bodies are read as sent: a compressed one is refused unread, since
+        // inflating it is how a few KiB on the wire become GiBs in memory,
+        // before any limit on the body's size could apply.
+        let encoded = request
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let deadline = request
+            .app_data::<BodyDeadline>()
+            .copied()
+            .unwrap_or_default();
+        let json = (!encoded).then(|| web::Json::<serde_json::Value>::from_request(request, payload));
         Box::pin(async move {
-            let value = json.await?.into_inner();
+            let Some(json) = json else {
+                return Err(ApiError::unsupported_media_type(
+                    "Content-Encoding is not supported: send the body uncompressed",
+                )
+                .into());
+            };
+            let value = actix_web::rt::time::timeout(deadline.0, json)
+                .await
+                .map_err(|_| {
+                    ApiError::request_timeout(format!(
+                        "The request body did not arrive within {} ms",
+                        deadline.0.as_millis()
+                    ))
+                })??
+                .into_inner();
             // serde would also accept a struct written as a JSON array; the
             // spec's bodies are objects, so anything else is refused first.
             if !value.is_object() {

@@ -640,6 +640,7 @@ fn status_variant(status: u16) -> String {
         401 => "Unauthorized".into(),
         403 => "Forbidden".into(),
         404 => "NotFound".into(),
+        408 => "RequestTimeout".into(),
         409 => "Conflict".into(),
         413 => "PayloadTooLarge".into(),
         415 => "UnsupportedMediaType".into(),

@@ -15,7 +15,7 @@ use crate::helpers::TEST_SECRET;
 
 const FORMATS: [&str; 2] = ["text", "json"];
 
-fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flashback-devices"));
     command
         .env_remove("LOG_FORMAT")
@@ -25,7 +25,7 @@ fn binary() -> Command {
 }
 
 /// `session create` for `user` on the database at `url`: the printed JSON.
-fn session_create(url: &str, user: &str) -> Value {
+pub(crate) fn session_create(url: &str, user: &str) -> Value {
     let output = binary()
         .args([
             "session",
@@ -47,14 +47,25 @@ fn session_create(url: &str, user: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-struct Served {
-    child: Child,
-    base: String,
+/// The real binary serving on a free loopback port.
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Served {
     /// `serve` on a free loopback port, with `RUST_LOG` and `LOG_FORMAT`.
-    async fn start(url: &str, rust_log: &str, format: &str) -> Self {
+    pub(crate) async fn start(url: &str, rust_log: &str, format: &str) -> Self {
+        Self::start_with(url, rust_log, format, &[]).await
+    }
+
+    /// Likewise, with more environment variables.
+    pub(crate) async fn start_with(
+        url: &str,
+        rust_log: &str,
+        format: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
@@ -64,6 +75,7 @@ impl Served {
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", rust_log)
             .env("LOG_FORMAT", format)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -80,7 +92,7 @@ impl Served {
     }
 
     /// Stops the server (SIGTERM) and returns its (stdout, stderr).
-    fn stop(mut self) -> (String, String) {
+    pub(crate) fn stop(mut self) -> (String, String) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -105,19 +117,19 @@ impl Served {
 
 /// One log line, whichever the format.
 #[derive(Debug)]
-struct Line {
-    raw: String,
-    level: String,
-    target: String,
-    message: String,
-    request_id: Option<String>,
-    operation_id: Option<String>,
-    status: Option<u64>,
-    latency_ms: Option<f64>,
+pub(crate) struct Line {
+    pub(crate) raw: String,
+    pub(crate) level: String,
+    pub(crate) target: String,
+    pub(crate) message: String,
+    pub(crate) request_id: Option<String>,
+    pub(crate) operation_id: Option<String>,
+    pub(crate) status: Option<u64>,
+    pub(crate) latency_ms: Option<f64>,
 }
 
 /// Every line of a log; panics on a line the format does not allow.
-fn parse(format: &str, log: &str) -> Vec<Line> {
+pub(crate) fn parse(format: &str, log: &str) -> Vec<Line> {
     log.lines()
         .map(|raw| match format {
             "json" => {

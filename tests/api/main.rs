@@ -11,6 +11,7 @@ mod examples;
 mod fuzz;
 mod group_commit;
 mod hardening;
+mod hostile;
 mod logs;
 mod metrics;
 mod races;

@@ -4,7 +4,10 @@
 //! revoking a session (directly, by untrust, delete or revoke-all) takes
 //! effect on the very next request.
 
-use std::future::{ready, Ready};
+use std::{
+    future::{ready, Ready},
+    sync::{Arc, OnceLock},
+};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
@@ -12,10 +15,13 @@ use diesel::result::Error as DieselError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{
-    self,
-    models::{DeviceRow, SessionRow},
-    AnyConnection, Db, DbError,
+use crate::{
+    db::{
+        self,
+        models::{DeviceRow, SessionRow},
+        AnyConnection, Db, DbError,
+    },
+    rate_limit::{Charge, Charged, RetryAfter},
 };
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC output.
@@ -179,20 +185,84 @@ impl TokenKeys {
         )?)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+    /// The token's claims, if its signature and claims hold. Beyond the
+    /// crate's checks: a `crit` header is refused (RFC 7515 §4.1.11: no
+    /// extension is understood here), and so is an `iat` in the future.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| TokenError::from(e.kind()))?;
+        if data.header.crit.is_some() {
+            return Err(TokenError::CriticalHeader);
+        }
+        if data.claims.iat > Utc::now().timestamp() + LEEWAY_SECONDS as i64 {
+            return Err(TokenError::IssuedInTheFuture);
+        }
+        Ok(data.claims)
     }
 
-    /// The user a request's bearer token names, if its signature and claims
-    /// hold (the session is not checked): the rate limiter's key. The claims
-    /// are kept in the request so that [`Bearer`] does not verify them again.
-    pub fn verified_subject(&self, request: &HttpRequest) -> Option<String> {
-        let token = bearer_token(request).ok()?;
-        let claims = self.verify(token).ok()?;
-        let subject = claims.sub.clone();
+    /// Whether the request's bearer token's signature and claims hold (the
+    /// session is not checked): the rate limiter then leaves the charge to
+    /// the session check. The claims are kept in the request so that
+    /// [`Bearer`] does not verify them again.
+    pub fn verify_request(&self, request: &HttpRequest) -> bool {
+        let Ok(token) = bearer_token(request) else {
+            return false;
+        };
+        let Ok(claims) = self.verify(token) else {
+            return false;
+        };
         request.extensions_mut().insert(VerifiedClaims(claims));
-        Some(subject)
+        true
+    }
+}
+
+/// Why a token was refused, as the log names it: a fixed kind, never text
+/// taken from the token (whose header an attacker writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("not a well-formed JWT")]
+    Malformed,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("algorithm not accepted")]
+    WrongAlgorithm,
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet (nbf)")]
+    NotYetValid,
+    #[error("issued in the future (iat)")]
+    IssuedInTheFuture,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("a required claim is missing or malformed")]
+    BadClaims,
+    #[error("a critical header extension (crit) is not understood")]
+    CriticalHeader,
+    #[error("refused")]
+    Other,
+}
+
+impl From<&jsonwebtoken::errors::ErrorKind> for TokenError {
+    fn from(kind: &jsonwebtoken::errors::ErrorKind) -> Self {
+        use jsonwebtoken::errors::ErrorKind as Kind;
+        match kind {
+            Kind::InvalidToken | Kind::Base64(_) | Kind::Json(_) | Kind::Utf8(_) => Self::Malformed,
+            Kind::InvalidSignature => Self::BadSignature,
+            Kind::InvalidAlgorithm
+            | Kind::InvalidAlgorithmName
+            | Kind::UnsupportedAlgorithm
+            | Kind::MissingAlgorithm => Self::WrongAlgorithm,
+            Kind::ExpiredSignature => Self::Expired,
+            Kind::ImmatureSignature => Self::NotYetValid,
+            Kind::InvalidIssuer => Self::WrongIssuer,
+            Kind::InvalidAudience => Self::WrongAudience,
+            Kind::MissingRequiredClaim(_) | Kind::InvalidClaimFormat(_) | Kind::InvalidSubject => {
+                Self::BadClaims
+            }
+            _ => Self::Other,
+        }
     }
 }
 
@@ -223,6 +293,9 @@ pub struct Caller {
 /// the database instead of two.
 pub struct Bearer {
     claims: Claims,
+    /// The rate limiter's charge, when one applies, and the request it is
+    /// reported on.
+    charge: Option<(Charge, HttpRequest)>,
 }
 
 /// Why an authenticated database call failed.
@@ -231,6 +304,10 @@ pub enum CallError {
     /// The token's session is revoked, expired, unknown or not the user's (401).
     #[error("session {session_id} of user {user_id} is revoked, expired or unknown")]
     SessionInactive { user_id: String, session_id: String },
+    /// The client (the user of an active session, or the address that sent
+    /// a refused token) is over its allowance; nothing was done (429).
+    #[error("over the rate limit; retry in {wait_seconds} s")]
+    RateLimited { wait_seconds: u64 },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -243,14 +320,10 @@ impl Bearer {
         F: Fn(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let claims = self.claims;
-        let outcome = db
-            .read(move |conn| match authenticate(conn, claims.clone())? {
-                Ok(caller) => work(conn, &caller).map(Ok),
-                Err(inactive) => Ok(Err(inactive)),
-            })
-            .await?;
-        outcome
+        let verdict = Verdict::default();
+        let checked = session_checked(self.claims.clone(), self.spender(&verdict), work);
+        let outcome = db.read(checked).await;
+        self.report(&verdict, outcome)
     }
 
     /// Like [`Bearer::read`], in a write (its own savepoint of its group's
@@ -262,39 +335,123 @@ impl Bearer {
         F: Fn(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let claims = self.claims;
-        let outcome = db
-            .write(move |conn| match authenticate(conn, claims.clone())? {
-                Ok(caller) => work(conn, &caller).map(Ok),
-                Err(inactive) => Ok(Err(inactive)),
-            })
-            .await?;
-        outcome
+        let verdict = Verdict::default();
+        let checked = session_checked(self.claims.clone(), self.spender(&verdict), work);
+        let outcome = db.write(checked).await;
+        self.report(&verdict, outcome)
     }
 
     /// The caller with their own session and its device, read by the
     /// session check itself: one query, the whole of `getCurrentSession`.
     pub async fn current_session(self, db: &Db) -> Result<CurrentSession, CallError> {
-        let claims = self.claims;
+        let claims = self.claims.clone();
+        let verdict = Verdict::default();
+        let spender = self.spender(&verdict);
         let outcome = db
             .read(move |conn| {
                 let found =
                     db::sessions::active_with_device(conn, &claims.sub, &claims.sid, db::now())?;
                 Ok(match found {
-                    Some((session, device)) => Ok(CurrentSession {
-                        caller: Caller {
-                            user_id: claims.sub.clone(),
-                            session_id: claims.sid.clone(),
-                            device_id: device.id.clone(),
-                        },
-                        session,
-                        device,
-                    }),
-                    None => Err(inactive(&claims)),
+                    Some((session, device)) => match spender.user(&claims.sub) {
+                        Ok(()) => Ok(CurrentSession {
+                            caller: Caller {
+                                user_id: claims.sub.clone(),
+                                session_id: claims.sid.clone(),
+                                device_id: device.id.clone(),
+                            },
+                            session,
+                            device,
+                        }),
+                        Err(limited) => Err(limited),
+                    },
+                    None => Err(spender.refused(inactive(&claims))),
                 })
             })
-            .await?;
-        outcome
+            .await;
+        self.report(&verdict, outcome)
+    }
+
+    fn spender(&self, verdict: &Verdict) -> Spender {
+        Spender {
+            charge: self.charge.as_ref().map(|(charge, _)| charge.clone()),
+            verdict: verdict.clone(),
+        }
+    }
+
+    /// Tells the rate limiter's middleware that this request was charged
+    /// (and, when it was over, how long to wait), and flattens the outcome.
+    fn report<T>(
+        &self,
+        verdict: &Verdict,
+        outcome: Result<Result<T, CallError>, DbError>,
+    ) -> Result<T, CallError> {
+        if let Some((_, request)) = &self.charge {
+            if verdict.get().is_some() {
+                request.extensions_mut().insert(Charged);
+            }
+            if let Ok(Err(CallError::RateLimited { wait_seconds })) = &outcome {
+                request.extensions_mut().insert(RetryAfter(*wait_seconds));
+            }
+        }
+        outcome?
+    }
+}
+
+/// A request's charge, decided once: a write whose group is run again
+/// (after another write of the group failed) runs its closure again, and
+/// must not be charged twice.
+type Verdict = Arc<OnceLock<Result<(), u64>>>;
+
+/// Charges the rate limiter from inside the session check's database call.
+#[derive(Clone)]
+struct Spender {
+    charge: Option<Charge>,
+    verdict: Verdict,
+}
+
+impl Spender {
+    /// The session is active: its user pays.
+    fn user(&self, user_id: &str) -> Result<(), CallError> {
+        let Some(charge) = &self.charge else {
+            return Ok(());
+        };
+        self.verdict
+            .get_or_init(|| charge.user(user_id))
+            .map_err(|wait_seconds| CallError::RateLimited { wait_seconds })
+    }
+
+    /// The session is not active: the address pays, and past its allowance
+    /// the refusal is a 429 rather than the 401.
+    fn refused(&self, refusal: CallError) -> CallError {
+        let Some(charge) = &self.charge else {
+            return refusal;
+        };
+        match self.verdict.get_or_init(|| charge.address()) {
+            Ok(()) => refusal,
+            Err(wait_seconds) => CallError::RateLimited {
+                wait_seconds: *wait_seconds,
+            },
+        }
+    }
+}
+
+/// The session check behind every authenticated request, then `work` when
+/// the session is active and its user within the rate limit.
+fn session_checked<T, F>(
+    claims: Claims,
+    spender: Spender,
+    work: F,
+) -> impl Fn(&mut AnyConnection) -> Result<Result<T, CallError>, DieselError> + Send + 'static
+where
+    F: Fn(&mut AnyConnection, &Caller) -> Result<T, DieselError> + Send + 'static,
+    T: Send + 'static,
+{
+    move |conn| match authenticate(conn, claims.clone())? {
+        Ok(caller) => match spender.user(&caller.user_id) {
+            Ok(()) => work(conn, &caller).map(Ok),
+            Err(limited) => Ok(Err(limited)),
+        },
+        Err(refusal) => Ok(Err(spender.refused(refusal))),
     }
 }
 
@@ -397,8 +554,13 @@ impl FromRequest for Bearer {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let charge = request
+            .extensions()
+            .get::<Charge>()
+            .cloned()
+            .map(|charge| (charge, request.clone()));
         if let Some(VerifiedClaims(claims)) = request.extensions_mut().remove::<VerifiedClaims>() {
-            return ready(Ok(Bearer { claims }));
+            return ready(Ok(Bearer { claims, charge }));
         }
         ready(bearer_token(request).and_then(|token| {
             let keys = request
@@ -407,7 +569,7 @@ impl FromRequest for Bearer {
             let claims = keys
                 .verify(token)
                 .map_err(|e| Refused::rejected(format!("token refused: {e}")))?;
-            Ok(Bearer { claims })
+            Ok(Bearer { claims, charge })
         }))
     }
 }

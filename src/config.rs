@@ -47,7 +47,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// sqlite://PATH (the default, created if missing) or postgres://USER@HOST/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = DatabaseUrl::DEFAULT, global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = DatabaseUrl::DEFAULT,
+        global = true
+    )]
     pub database_url: String,
     /// How long trustDevice (and `session create --trusted`) trusts a device, in days.
     #[arg(long, env = "TRUST_PERIOD_DAYS", default_value_t = 30, global = true)]
@@ -136,6 +142,10 @@ pub struct ServeArgs {
     /// Requests one client may send at once above the steady rate.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40)]
     pub rate_limit_burst: u32,
+    /// IPv6 clients without a token are counted by this prefix of their address (0-128).
+    #[arg(long, env = "RATE_LIMIT_IPV6_PREFIX", default_value_t = crate::rate_limit::DEFAULT_IPV6_PREFIX,
+          value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub rate_limit_ipv6_prefix: u8,
     /// Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS off.
     #[arg(
         long,
@@ -154,9 +164,14 @@ pub struct ServeArgs {
     /// How long a request body may take to arrive after the request's head, in milliseconds (then 408).
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 5_000)]
     pub body_timeout_ms: u64,
-    /// Serve GET /metrics on this address instead of BIND_ADDR (which then answers 404 there).
+    /// Serve GET /metrics on this address (BIND_ADDR answers 404 there). Without it, and without
+    /// METRICS_PUBLIC, the metrics are not served at all.
     #[arg(long, env = "METRICS_BIND_ADDR")]
     pub metrics_bind_addr: Option<String>,
+    /// Serve GET /metrics on BIND_ADDR, beside the API, to anyone who can reach it (off by default:
+    /// the metrics show traffic, refusals and the pool's state).
+    #[arg(long, env = "METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_public: bool,
     /// on: waiting writes share one transaction and one commit (one writer);
     /// off: every write commits alone, concurrently; auto: on for SQLite, off
     /// for PostgreSQL (which groups concurrent commits itself, and gains more
@@ -164,7 +179,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GROUP_COMMIT", value_enum, default_value_t = GroupCommit::Auto)]
     pub group_commit: GroupCommit,
     /// Comma-separated http(s) URLs every security event is POSTed to, signed; empty: webhooks off.
-    #[arg(long, env = "WEBHOOK_URLS", default_value = "")]
+    #[arg(long, env = "WEBHOOK_URLS", hide_env_values = true, default_value = "")]
     pub webhook_urls: String,
     /// The webhooks' signing secret, `whsec_` + base64 of at least 24 random bytes
     /// (`flashback-devices webhook secret` prints one). Required with WEBHOOK_URLS.
@@ -205,7 +220,8 @@ impl ServeArgs {
         Ok(ServerOptions {
             bind_addr: self.bind_addr.clone(),
             workers: self.workers,
-            rate_limit: RateLimitSettings::new(self.rate_limit_rps, self.rate_limit_burst),
+            rate_limit: RateLimitSettings::new(self.rate_limit_rps, self.rate_limit_burst)
+                .map(|settings| settings.with_ipv6_prefix(self.rate_limit_ipv6_prefix)),
             blocking_threads: Some(self.blocking_threads),
             cors_allowed_origins: self
                 .cors_allowed_origins
@@ -220,6 +236,7 @@ impl ServeArgs {
                 .as_ref()
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty()),
+            metrics_public: self.metrics_public,
             webhooks: self.webhooks()?,
             body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
         })
@@ -326,6 +343,8 @@ pub enum SecretSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    #[error("JWT_SECRET is set but empty: give a secret of at least {MIN_SECRET_LEN} bytes, or unset it for development mode (SQLite only)")]
+    Empty,
     #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes (got {0})")]
     TooShort(usize),
     #[error(
@@ -343,7 +362,12 @@ pub fn resolve_jwt_secret(
     env_secret: Option<String>,
     database: &DatabaseUrl,
 ) -> Result<(Vec<u8>, SecretSource), SecretError> {
-    if let Some(secret) = env_secret.filter(|s| !s.is_empty()) {
+    if let Some(secret) = env_secret {
+        // Set but empty is a mistake (a template's placeholder, a missing
+        // value in a secret store), not a request for development mode.
+        if secret.trim().is_empty() {
+            return Err(SecretError::Empty);
+        }
         if secret.len() < MIN_SECRET_LEN {
             return Err(SecretError::TooShort(secret.len()));
         }
@@ -371,8 +395,19 @@ pub fn development_secret_path(database: &Path) -> PathBuf {
 
 fn read_or_create_secret(file: &Path) -> Result<Vec<u8>, String> {
     use rand::RngCore;
+    use std::os::unix::fs::PermissionsExt;
     match fs::read_to_string(file) {
         Ok(text) => {
+            if let Ok(metadata) = fs::metadata(file) {
+                if metadata.permissions().mode() & 0o077 != 0 {
+                    log::warn!(
+                        "the development JWT secret file {} is readable by others (mode {:o}): \
+                         anyone who reads it can sign tokens; chmod 600 it",
+                        file.display(),
+                        metadata.permissions().mode() & 0o777
+                    );
+                }
+            }
             let secret = text.trim().as_bytes().to_vec();
             if secret.len() < MIN_SECRET_LEN {
                 return Err(format!(

@@ -16,6 +16,7 @@ pub mod db;
 pub mod docs;
 pub mod middleware;
 pub mod provisioning;
+pub mod rate_limit;
 pub mod retention;
 pub mod startup;
 pub mod state;

@@ -95,8 +95,8 @@ fn token_keys(url: &DatabaseUrl) -> Result<(TokenKeys, SecretSource), String> {
             (keys, SecretSource::Environment)
         }
         None => {
-            let (secret, source) =
-                resolve_jwt_secret(env("JWT_SECRET"), url).map_err(|e| e.to_string())?;
+            let (secret, source) = resolve_jwt_secret(std::env::var("JWT_SECRET").ok(), url)
+                .map_err(|e| e.to_string())?;
             (
                 TokenKeys::hs256(&secret).map_err(|e| e.to_string())?,
                 source,

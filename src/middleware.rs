@@ -1,13 +1,7 @@
 //! Cross-cutting HTTP behaviour: per-client rate limiting, security headers,
 //! CORS, and the guarantee that every failure body has the JSON error shape.
 
-use std::{
-    num::NonZeroU32,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::{
@@ -18,78 +12,18 @@ use actix_web::{
         StatusCode,
     },
     middleware::Next,
-    web, HttpResponse,
+    web, HttpMessage, HttpResponse,
 };
-use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::{
     api::types::ErrorResponse,
     auth::TokenKeys,
     client_addr,
+    rate_limit::{Charge, Charged, RetryAfter},
     telemetry::{self, Refusal},
 };
 
-/// Requests per second and burst allowed to one client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitSettings {
-    pub per_second: NonZeroU32,
-    pub burst: NonZeroU32,
-}
-
-impl RateLimitSettings {
-    /// `None` when `per_second` is 0: rate limiting off (benchmarks).
-    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
-        let per_second = NonZeroU32::new(per_second)?;
-        Some(Self {
-            per_second,
-            burst: NonZeroU32::new(burst).unwrap_or(per_second),
-        })
-    }
-}
-
-/// Whom a request counts against: the user its (validly signed) token names,
-/// or else the client's address (`client_addr`: the peer, or behind a
-/// trusted proxy the client it forwarded). Keyed by the verified `sub` so a
-/// caller cannot spend another user's allowance, nor dodge its own by
-/// varying the token; and by the resolved address so that clients behind a
-/// proxy do not share one allowance, while a forged `X-Forwarded-For` from
-/// anywhere else changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ClientKey {
-    User(String),
-    Address(std::net::IpAddr),
-    Unknown,
-}
-
-pub struct ClientRateLimiter {
-    limiter: DefaultKeyedRateLimiter<ClientKey>,
-    checks: AtomicU64,
-}
-
-/// Forget idle clients every this many checks, so memory stays flat.
-const PRUNE_EVERY: u64 = 4096;
-
-impl ClientRateLimiter {
-    pub fn new(settings: RateLimitSettings) -> Arc<Self> {
-        let quota = Quota::per_second(settings.per_second).allow_burst(settings.burst);
-        Arc::new(Self {
-            limiter: RateLimiter::keyed(quota),
-            checks: AtomicU64::new(0),
-        })
-    }
-
-    /// `Err(seconds to wait)` when the client is over its allowance.
-    fn check(&self, key: &ClientKey) -> Result<(), u64> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-        }
-        self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
-    }
-}
+pub use crate::rate_limit::{ClientRateLimiter, RateLimitSettings};
 
 /// Probes, metrics and docs are not limited: orchestrators must always reach
 /// the probes, Prometheus must always reach the metrics (a gap in them is
@@ -115,29 +49,64 @@ pub async fn rate_limit(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let subject = request
+    let limiter: Arc<ClientRateLimiter> = Arc::clone(&limiter);
+    let address = limiter.address_key(client_addr::of(request.request()));
+    let signed = request
         .app_data::<web::Data<TokenKeys>>()
-        .and_then(|keys| keys.verified_subject(request.request()));
-    let key = match subject {
-        Some(user) => ClientKey::User(user),
-        None => client_addr::of(request.request()).map_or(ClientKey::Unknown, ClientKey::Address),
+        .is_some_and(|keys| keys.verify_request(request.request()));
+    if !(signed && request.match_pattern().is_some()) {
+        return match limiter.check(&address) {
+            Ok(()) => next
+                .call(request)
+                .await
+                .map(ServiceResponse::map_into_left_body),
+            Err(wait_seconds) => Ok(too_many_requests(request.request().clone(), wait_seconds)),
+        };
+    }
+    // A validly signed token for an operation: its session check charges
+    // it (`auth::Bearer`), the user when the session is active, else the
+    // address, so that a revoked token spends its real user's allowance.
+    request.extensions_mut().insert(Charge {
+        limiter: limiter.clone(),
+        address: address.clone(),
+    });
+    let mut response = next.call(request).await?;
+    let (charged, retry_after) = {
+        let extensions = response.request().extensions();
+        (
+            extensions.get::<Charged>().is_some(),
+            extensions.get::<RetryAfter>().copied(),
+        )
     };
-    match limiter.check(&key) {
-        Ok(()) => next
-            .call(request)
-            .await
-            .map(ServiceResponse::map_into_left_body),
-        Err(wait_seconds) => {
-            telemetry::note_refusal(Refusal::RateLimited);
-            let wait_seconds = wait_seconds.max(1);
-            let response = HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, wait_seconds))
-                .json(ErrorResponse::new(format!(
-                    "Too many requests; retry in {wait_seconds} s"
-                )));
-            Ok(request.into_response(response).map_into_right_body())
+    if let Some(RetryAfter(wait_seconds)) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait_seconds));
+    }
+    if !charged {
+        // It never reached a session check (a bad path or body, say): the
+        // address pays, and past its allowance the answer is the 429 (a
+        // refused request changed nothing, so nothing is lost).
+        if let Err(wait_seconds) = limiter.check(&address) {
+            if response.status().is_client_error() {
+                return Ok(too_many_requests(response.request().clone(), wait_seconds));
+            }
         }
     }
+    Ok(response.map_into_left_body())
+}
+
+fn too_many_requests<B>(
+    request: actix_web::HttpRequest,
+    wait_seconds: u64,
+) -> ServiceResponse<EitherBody<B>> {
+    telemetry::note_refusal(Refusal::RateLimited);
+    let response = HttpResponse::TooManyRequests()
+        .insert_header((header::RETRY_AFTER, wait_seconds))
+        .json(ErrorResponse::new(format!(
+            "Too many requests; retry in {wait_seconds} s"
+        )));
+    ServiceResponse::new(request, response).map_into_right_body()
 }
 
 /// Headers for a JSON API, and a policy that lets the docs page run its own

@@ -51,6 +51,9 @@ pub struct ServerOptions {
     /// Serve `getMetrics` on this address instead of `bind_addr` (which then
     /// answers 404 there), so that it need not be exposed with the API.
     pub metrics_bind_addr: Option<String>,
+    /// Without `metrics_bind_addr`: serve `getMetrics` on `bind_addr`
+    /// (else it is served nowhere).
+    pub metrics_public: bool,
     /// Where security events are pushed; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     /// How long a request body may take to arrive (408 after that).
@@ -70,6 +73,8 @@ impl ServerOptions {
             trusted_proxies: TrustedProxies::default(),
             event_retention: None,
             metrics_bind_addr: None,
+            // The tests scrape the API listener.
+            metrics_public: true,
             webhooks: None,
             body_timeout: BodyDeadline::default().0,
         }
@@ -129,10 +134,10 @@ impl Application {
             web::Data::new(state),
             options,
             metrics.clone(),
-            if metrics_listener.is_some() {
-                MetricsListener::Separate
-            } else {
+            if metrics_listener.is_none() && options.metrics_public {
                 MetricsListener::This
+            } else {
+                MetricsListener::NotHere
             },
         )?;
         let metrics = match metrics_listener {

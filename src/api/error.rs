@@ -124,7 +124,7 @@ impl ResponseError for Refused {
 }
 
 /// Maps a failure of an authenticated database call to the operation's own
-/// 401, 500 or 503, logging the cause: the handler edge of every secured
+/// 401, 429, 500 or 503, logging the cause: the handler edge of every secured
 /// operation goes through here. Only the operation's public message, or the
 /// generic ones, reach the client.
 pub fn failure<R: StandardFailures>(error: CallError, public: &str) -> R {
@@ -134,6 +134,14 @@ pub fn failure<R: StandardFailures>(error: CallError, public: &str) -> R {
             telemetry::note_refusal(Refusal::InactiveSession);
             log::info!("{operation}: 401: {error}");
             R::unauthorized(ErrorResponse::new(SESSION_INACTIVE))
+        }
+        CallError::RateLimited { wait_seconds } => {
+            telemetry::note_refusal(Refusal::RateLimited);
+            log::info!("{operation}: 429: {error}");
+            // `Retry-After` is set by the rate limiter's middleware.
+            R::too_many_requests(ErrorResponse::new(format!(
+                "Too many requests; retry in {wait_seconds} s"
+            )))
         }
         CallError::Db(DbError::Unavailable(cause)) => {
             log::warn!("{operation}: database unavailable: {cause}");

@@ -53,7 +53,7 @@ pub async fn get_readiness(state: web::Data<AppState>) -> responses::GetReadines
     security(()),
     responses(
         (status = 200, description = "The current value of every series.", body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 404, description = "The metrics are served on a separate listener (`METRICS_BIND_ADDR`), not on this one.", body = ErrorResponse),
+        (status = 404, description = "The metrics are not served on this listener: they are on a separate one (`METRICS_BIND_ADDR`), or, by default, not served at all (`METRICS_PUBLIC=true` serves them here).", body = ErrorResponse),
     )
 )]
 #[get("/metrics")]
@@ -63,7 +63,7 @@ pub async fn get_metrics(
 ) -> responses::GetMetrics {
     match **listener {
         MetricsListener::This => responses::GetMetrics::Ok(metrics.render()),
-        MetricsListener::Separate => {
+        MetricsListener::NotHere => {
             responses::GetMetrics::NotFound(ErrorResponse::new("Not found"))
         }
     }

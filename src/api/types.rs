@@ -9,13 +9,14 @@ pub trait Validate {
     fn validate(&self) -> Result<(), String>;
 }
 
-/// The failures every secured operation documents (401, 500, 503); the
-/// generator implements it for each response enum that has all three, so the
+/// The failures every secured operation documents (401, 429, 500, 503); the
+/// generator implements it for each response enum that has all four, so the
 /// handler edge can map data-access failures in one place.
 pub trait StandardFailures {
     /// The operation whose responses these are (for the log).
     const OPERATION_ID: &'static str;
     fn unauthorized(body: ErrorResponse) -> Self;
+    fn too_many_requests(body: ErrorResponse) -> Self;
     fn internal_server_error(body: ErrorResponse) -> Self;
     fn service_unavailable(body: ErrorResponse) -> Self;
 }

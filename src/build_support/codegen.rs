@@ -604,10 +604,10 @@ fn generate_response_enums(out: &mut String, operations: &[Operation]) {
                 .iter()
                 .any(|(s, body)| *s == status && *body == Body::Json("ErrorResponse".into()))
         };
-        if has(401) && has(500) && has(503) {
+        if has(401) && has(429) && has(500) && has(503) {
             let _ = writeln!(
                 out,
-                "    impl StandardFailures for {name} {{\n        const OPERATION_ID: &'static str = {name}::OPERATION_ID;\n        fn unauthorized(body: ErrorResponse) -> Self {{ Self::Unauthorized(body) }}\n        fn internal_server_error(body: ErrorResponse) -> Self {{ Self::InternalServerError(body) }}\n        fn service_unavailable(body: ErrorResponse) -> Self {{ Self::ServiceUnavailable(body) }}\n    }}\n"
+                "    impl StandardFailures for {name} {{\n        const OPERATION_ID: &'static str = {name}::OPERATION_ID;\n        fn unauthorized(body: ErrorResponse) -> Self {{ Self::Unauthorized(body) }}\n        fn too_many_requests(body: ErrorResponse) -> Self {{ Self::TooManyRequests(body) }}\n        fn internal_server_error(body: ErrorResponse) -> Self {{ Self::InternalServerError(body) }}\n        fn service_unavailable(body: ErrorResponse) -> Self {{ Self::ServiceUnavailable(body) }}\n    }}\n"
             );
         }
         let _ = writeln!(out, "    impl actix_web::Responder for {name} {{");

@@ -99,6 +99,7 @@ impl DatabaseUrl {
     fn connect(&self) -> Result<AnyConnection, diesel::ConnectionError> {
         match self {
             Self::Sqlite { path } => {
+                create_private(path);
                 let mut conn = sqlite_settings::establish(path)?;
                 // The busy timeout makes a connection wait for a lock instead of
                 // failing, so it comes first: even `journal_mode` reads the file
@@ -123,6 +124,22 @@ impl DatabaseUrl {
     }
 }
 
+/// Creates a missing SQLite file readable by its owner only: it holds the
+/// cursor key and users' addresses, and SQLite gives its `-wal` and `-shm`
+/// files the mode of the database file. An existing file keeps its mode,
+/// and a failure here is left to SQLite's own open to report.
+fn create_private(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str() == ":memory:" || path.exists() {
+        return;
+    }
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+}
+
 /// Shows the URL without its password, so it can go in logs and errors.
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -132,6 +149,21 @@ impl fmt::Display for DatabaseUrl {
                 Ok(mut parsed) => {
                     if parsed.password().is_some() {
                         let _ = parsed.set_password(Some("***"));
+                    }
+                    // libpq takes credentials as query parameters too.
+                    let masked: Vec<(String, String)> = parsed
+                        .query_pairs()
+                        .map(|(key, value)| {
+                            let secret = matches!(
+                                key.to_ascii_lowercase().as_str(),
+                                "password" | "sslpassword" | "passfile" | "sslkey"
+                            );
+                            let value = if secret { "***".into() } else { value.into_owned() };
+                            (key.into_owned(), value)
+                        })
+                        .collect();
+                    if !masked.is_empty() {
+                        parsed.query_pairs_mut().clear().extend_pairs(masked);
                     }
                     write!(f, "{parsed}")
                 }

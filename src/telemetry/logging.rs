@@ -50,13 +50,13 @@ pub fn render(format: LogFormat, record: &Record, request: Option<&RequestContex
                 "[{timestamp} {:<5} {}] {}",
                 record.level(),
                 record.target(),
-                record.args()
+                escape_controls(&record.args().to_string())
             );
             for (key, value) in &fields {
                 line.push(' ');
-                line.push_str(key);
+                line.push_str(&escape_controls(key));
                 line.push('=');
-                line.push_str(&text_value(value));
+                line.push_str(&escape_controls(&text_value(value)));
             }
             if let Some(request) = request {
                 if let Some(operation_id) = request.operation_id() {
@@ -84,6 +84,26 @@ pub fn render(format: LogFormat, record: &Record, request: Option<&RequestContex
             Value::Object(object).to_string()
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\t`,
+/// `\u{1b}`…): one record is one line of the text format, whatever a
+/// request managed to put into a message, so no line can be forged.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return text.into();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&c.escape_unicode().to_string()),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
 }
 
 /// The key-values of a record, in order, as JSON values.
@@ -155,6 +175,22 @@ mod tests {
         assert!(line.ends_with(&expected), "{line}");
         let outside = record_with(|r| render(LogFormat::Text, r, None));
         assert!(!outside.contains("request_id"), "{outside}");
+    }
+
+    #[test]
+    fn text_lines_escape_control_characters() {
+        let forged = "bad alg\n[2026-01-01T00:00:00.000Z INFO  flashback_devices::access] x\r\u{1b}[2J";
+        let line = render(
+            LogFormat::Text,
+            &Record::builder()
+                .args(format_args!("refused: {forged}"))
+                .level(log::Level::Info)
+                .target("t")
+                .build(),
+            None,
+        );
+        assert!(!line.contains(['\n', '\r', '\u{1b}']), "{line:?}");
+        assert!(line.ends_with("refused: bad alg\\n[2026-01-01T00:00:00.000Z INFO  flashback_devices::access] x\\r\\u{1b}[2J"), "{line}");
     }
 
     #[test]

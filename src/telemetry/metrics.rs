@@ -45,14 +45,16 @@ const COMMIT_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// Where `getMetrics` is served: on the API listener, or (with
-/// `METRICS_BIND_ADDR`) on a listener of its own, the API one answering 404.
+/// Where `getMetrics` is served: on a listener of its own
+/// (`METRICS_BIND_ADDR`), on the API listener only when asked
+/// (`METRICS_PUBLIC`), else nowhere; a listener that does not serve them
+/// answers 404.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsListener {
     /// This listener serves the metrics.
     This,
-    /// Another listener serves them; this one answers 404.
-    Separate,
+    /// Another listener serves them, or none does; this one answers 404.
+    NotHere,
 }
 
 /// One operation of the spec: `(METHOD, path template, operationId)`.

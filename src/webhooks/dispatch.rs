@@ -127,11 +127,14 @@ where
 async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> std::fs::File {
     let mut path = file.as_os_str().to_owned();
     path.push("-webhooks");
-    let lock = match std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let lock = match std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+        0o600,
+    )
+    .open(&path)
     {
         Ok(lock) => lock,
         Err(e) => {

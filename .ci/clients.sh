@@ -117,6 +117,8 @@ step "fresh database, tokens, server on a loopback port"
 export JWT_SECRET=ci-clients-secret-0123456789abcdef0123456789abcdef
 export DATABASE_URL=sqlite://$RUN/db.sqlite
 export RATE_LIMIT_RPS=0
+# The round trip reads GET /metrics from the API listener.
+export METRICS_PUBLIC=true
 "$BIN" migrate
 # One user per client, each with a laptop (whose token the client uses) and a
 # trusted phone with its own session (the device the client untrusts).

@@ -48,7 +48,8 @@ def free_port():
 def env_for(database_url, port):
     env = dict(os.environ)
     env.update(DATABASE_URL=database_url, JWT_SECRET=SECRET, BIND_ADDR=f"127.0.0.1:{port}",
-               RATE_LIMIT_RPS="0", RUST_LOG="warn", DB_POOL_TIMEOUT_MS="500")
+               RATE_LIMIT_RPS="0", RUST_LOG="warn", DB_POOL_TIMEOUT_MS="500",
+               METRICS_PUBLIC="true")
     return env
 
 

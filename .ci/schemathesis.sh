@@ -90,6 +90,7 @@ BASE_URL="http://127.0.0.1:$PORT"
 export JWT_SECRET="ci-secret-0123456789abcdef0123456789abcdef"
 export DATABASE_URL="sqlite://$RUN_DIR/db.sqlite"
 export RATE_LIMIT_RPS=0
+export METRICS_PUBLIC=true
 export RUST_LOG="${RUST_LOG:-warn}"
 export PYTHONDONTWRITEBYTECODE=1
 # Hypothesis' own files (constants and unicode caches) go under target/, not ./.hypothesis.

@@ -573,3 +573,32 @@ impl FromRequest for Bearer {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_hs256_secret_of_31_bytes_is_refused_and_one_of_32_accepted() {
+        assert!(matches!(
+            TokenKeys::hs256(&[b'k'; MIN_SECRET_LEN - 1]),
+            Err(KeyError::TooShort(31))
+        ));
+        let keys = TokenKeys::hs256(&[b'k'; MIN_SECRET_LEN]).expect("32 bytes is the minimum");
+        let token = keys
+            .sign("alice", "s1", Utc::now() + chrono::TimeDelta::minutes(5))
+            .unwrap();
+        assert_eq!(keys.verify(&token).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn a_refusal_names_its_kind_never_the_tokens_text() {
+        let keys = TokenKeys::hs256(&[b'k'; MIN_SECRET_LEN]).unwrap();
+        use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256\nFORGED","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"a","sid":"s","iat":0,"exp":9999999999}"#);
+        let refused = keys.verify(&format!("{header}.{payload}.c2ln")).unwrap_err();
+        assert_eq!(refused, TokenError::Malformed);
+        assert!(!refused.to_string().contains("FORGED"));
+    }
+}

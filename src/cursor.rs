@@ -143,6 +143,10 @@ mod tests {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(key.open("alice", &cursor), Ok(position()));
         assert_eq!(key.open("bob", &cursor), Err(InvalidCursor));
+        // Users whose ids have the same length: the user id itself is sealed,
+        // not only its length.
+        assert_eq!(key.open("alicf", &cursor), Err(InvalidCursor));
+        assert_eq!(key.open("carol", &cursor), Err(InvalidCursor));
         assert_eq!(
             CursorKey::new(b"key two").open("alice", &cursor),
             Err(InvalidCursor)

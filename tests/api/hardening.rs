@@ -451,3 +451,151 @@ async fn oversized_or_malformed_request_heads_get_a_4xx() {
         200
     );
 }
+
+backend_test!(a_revoked_token_cannot_spend_its_users_allowance, |app| {
+    // The rate limit of `spawn_rate_limited`, on this backend.
+    let options = ServerOptions {
+        rate_limit: RateLimitSettings::new(1, 5),
+        ..ServerOptions::local()
+    };
+    let base = app.another_server_with(options).await;
+    let stolen = app.login("alice", "Old phone", None).await;
+    let live = app.login("alice", "Laptop", None).await;
+    let client = reqwest::Client::new();
+    let get = |token: &str| {
+        client
+            .get(format!("{base}/devices"))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(get(&live.token).await.unwrap().status(), 200);
+    let revoked = client
+        .post(format!("{base}/sessions/{}/revoke", stolen.session_id))
+        .bearer_auth(&live.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    // Whoever holds the revoked token hammers the API: refused (401, then
+    // 429 once its address is over the allowance) ...
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(get(&stolen.token).await.unwrap().status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(statuses.contains(&429), "the address is limited: {statuses:?}");
+    // ... and the real user is not locked out, here nor on revoke-all.
+    assert_eq!(get(&live.token).await.unwrap().status(), 200);
+    let revoke_all = client
+        .post(format!("{base}/sessions/revoke-all"))
+        .bearer_auth(&live.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke_all.status(), 200);
+});
+
+#[tokio::test]
+async fn a_user_over_the_limit_gets_429_with_retry_after_and_nothing_changes() {
+    let app = spawn_rate_limited(1, 2).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    let phone = app.login("alice", "Phone", None).await;
+    for _ in 0..2 {
+        assert_eq!(app.get("/devices", &alice.token).await.status, 200);
+    }
+    let limited = app
+        .post(&format!("/devices/{}/untrust", phone.device_id), &alice.token)
+        .await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    // The phone's session was not revoked by the refused untrust.
+    assert_eq!(app.get("/devices", &phone.token).await.status, 200);
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_an_allowance_per_64() {
+    let options = ServerOptions {
+        rate_limit: RateLimitSettings::new(1, 2),
+        trusted_proxies: flashback_devices::client_addr::TrustedProxies::parse("127.0.0.1")
+            .unwrap(),
+        ..ServerOptions::local()
+    };
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let from = |address: &'static str| {
+        app.client
+            .get(app.url("/devices"))
+            .header("X-Forwarded-For", address)
+            .send()
+    };
+    for address in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
+        assert_eq!(from(address).await.unwrap().status(), 401);
+    }
+    // A third address of the same /64 is the same client ...
+    assert_eq!(from("2001:db8:1:2:ffff::3").await.unwrap().status(), 429);
+    // ... another /64 is another client.
+    assert_eq!(from("2001:db8:1:3::1").await.unwrap().status(), 401);
+}
+
+backend_test!(critical_headers_and_future_iat_are_refused, |app| {
+    let login = app.login("alice", "Laptop", None).await;
+    let claims = app.tokens.verify(&login.token).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sign = |header: jsonwebtoken::Header, iat: i64| {
+        jsonwebtoken::encode(
+            &header,
+            &json!({"sub": claims.sub, "sid": claims.sid, "iat": iat, "exp": now + 600}),
+            &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    // The control: the same claims, signed the same way, are accepted.
+    let plain = sign(jsonwebtoken::Header::default(), now);
+    assert_eq!(app.get("/devices", &plain).await.status, 200);
+    let mut critical = jsonwebtoken::Header::default();
+    critical.crit = Some(vec!["exp".into()]);
+    assert_eq!(app.get("/devices", &sign(critical, now)).await.status, 401);
+    let far = sign(jsonwebtoken::Header::default(), 4_102_444_800); // 2100-01-01
+    assert_eq!(app.get("/devices", &far).await.status, 401);
+    // Within the leeway, a clock a little ahead is tolerated.
+    let ahead = sign(jsonwebtoken::Header::default(), now + 2);
+    assert_eq!(app.get("/devices", &ahead).await.status, 200);
+});
+
+backend_test!(a_signed_token_over_the_length_cap_is_refused_and_one_at_it_accepted, |app| {
+    let login = app.login("alice", "Laptop", None).await;
+    let claims = app.tokens.verify(&login.token).unwrap();
+    let sign = |kid: usize, padding: usize| {
+        let mut header = jsonwebtoken::Header::default();
+        header.kid = (kid > 0).then(|| "k".repeat(kid));
+        jsonwebtoken::encode(
+            &header,
+            &json!({"sub": claims.sub, "sid": claims.sid, "iat": claims.iat,
+                    "exp": claims.exp, "pad": "x".repeat(padding)}),
+            &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let cap = flashback_devices::auth::MAX_TOKEN_LEN;
+    // base64 grows in steps of one or two characters: vary two fields
+    // until the token is exactly as long as wanted.
+    let of_length = |length: usize| {
+        (1..4)
+            .flat_map(|kid| (2000..3100).map(move |padding| (kid, padding)))
+            .map(|(kid, padding)| sign(kid, padding))
+            .find(|token| token.len() == length)
+            .unwrap_or_else(|| panic!("no token of {length} bytes"))
+    };
+    let at_cap = of_length(cap);
+    assert_eq!(app.get("/devices", &at_cap).await.status, 200);
+    let over = of_length(cap + 1);
+    assert_eq!(app.get("/devices", &over).await.status, 401);
+});

@@ -463,6 +463,13 @@ backend_test!(bad_limits_and_cursors_are_400, |app| {
         .get(&format!("/security-events?cursor={cursor}"), &bob.token)
         .await;
     assert_eq!(stolen.body, error_body(BAD_CURSOR));
+    // Also by a user whose id is as long as the owner's.
+    let carol = app.login("carol", "Laptop", None).await;
+    let stolen = app
+        .get(&format!("/security-events?cursor={cursor}"), &carol.token)
+        .await;
+    assert_eq!(stolen.status, 400);
+    assert_eq!(stolen.body, error_body(BAD_CURSOR));
     // Unknown parameters are ignored, as elsewhere.
     assert_eq!(
         app.get("/security-events?limit=2&other=1", &alice.token)

@@ -597,7 +597,9 @@ mod tests {
         use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256\nFORGED","typ":"JWT"}"#);
         let payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"a","sid":"s","iat":0,"exp":9999999999}"#);
-        let refused = keys.verify(&format!("{header}.{payload}.c2ln")).unwrap_err();
+        let refused = keys
+            .verify(&format!("{header}.{payload}.c2ln"))
+            .unwrap_err();
         assert_eq!(refused, TokenError::Malformed);
         assert!(!refused.to_string().contains("FORGED"));
     }

@@ -152,7 +152,8 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
-        let whole = ClientRateLimiter::new(RateLimitSettings::new(1, 1).unwrap().with_ipv6_prefix(128));
+        let whole =
+            ClientRateLimiter::new(RateLimitSettings::new(1, 1).unwrap().with_ipv6_prefix(128));
         let key = |text: &str| whole.address_key(Some(text.parse().unwrap()));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:2::2"));
     }

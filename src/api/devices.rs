@@ -4,7 +4,9 @@ use actix_web::{delete, get, post, web};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use super::{
-    common::{BadRequest, BodyFailures, DeviceIdParam, DeviceNotFound, InvalidPathId, SecuredFailures},
+    common::{
+        BadRequest, BodyFailures, DeviceIdParam, DeviceNotFound, InvalidPathId, SecuredFailures,
+    },
     error::failure,
     extract::{IdPath, Origin, ValidatedJson},
     types::{

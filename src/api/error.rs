@@ -55,10 +55,10 @@ impl ApiError {
 
     /// 408: the connection is closed after it, since the rest of the body
     /// may still arrive and could not be told from the next request.
-    pub fn request_timeout(public: String) -> Self {
+    pub fn request_timeout(public: &str) -> Self {
         Self {
             status: StatusCode::REQUEST_TIMEOUT,
-            public,
+            public: public.into(),
             internal: None,
         }
     }

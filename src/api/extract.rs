@@ -84,7 +84,8 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> 
             .app_data::<BodyDeadline>()
             .copied()
             .unwrap_or_default();
-        let json = (!encoded).then(|| web::Json::<serde_json::Value>::from_request(request, payload));
+        let json =
+            (!encoded).then(|| web::Json::<serde_json::Value>::from_request(request, payload));
         Box::pin(async move {
             let Some(json) = json else {
                 return Err(ApiError::unsupported_media_type(
@@ -94,12 +95,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidatedJson<T> 
             };
             let value = actix_web::rt::time::timeout(deadline.0, json)
                 .await
-                .map_err(|_| {
-                    ApiError::request_timeout(format!(
-                        "The request body did not arrive within {} ms",
-                        deadline.0.as_millis()
-                    ))
-                })??
+                .map_err(|_| ApiError::request_timeout("The request body did not arrive in time"))??
                 .into_inner();
             // serde would also accept a struct written as a JSON array; the
             // spec's bodies are objects, so anything else is refused first.

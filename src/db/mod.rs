@@ -158,7 +158,11 @@ impl fmt::Display for DatabaseUrl {
                                 key.to_ascii_lowercase().as_str(),
                                 "password" | "sslpassword" | "passfile" | "sslkey"
                             );
-                            let value = if secret { "***".into() } else { value.into_owned() };
+                            let value = if secret {
+                                "***".into()
+                            } else {
+                                value.into_owned()
+                            };
                             (key.into_owned(), value)
                         })
                         .collect();

@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn text_lines_escape_control_characters() {
-        let forged = "bad alg\n[2026-01-01T00:00:00.000Z INFO  flashback_devices::access] x\r\u{1b}[2J";
+        let forged =
+            "bad alg\n[2026-01-01T00:00:00.000Z INFO  flashback_devices::access] x\r\u{1b}[2J";
         let line = render(
             LogFormat::Text,
             &Record::builder()

@@ -99,7 +99,9 @@ pub async fn run(db: Db, settings: WebhookSettings, metrics: WebhookMetrics) {
         }))
         .await
     };
-    let counting = supervised("webhook counts", &settings, || count_for_ever(&db, &metrics));
+    let counting = supervised("webhook counts", &settings, || {
+        count_for_ever(&db, &metrics)
+    });
     futures_util::future::join(loops, counting).await;
 }
 
@@ -113,7 +115,11 @@ where
 {
     use futures_util::FutureExt;
     loop {
-        if std::panic::AssertUnwindSafe(task()).catch_unwind().await.is_ok() {
+        if std::panic::AssertUnwindSafe(task())
+            .catch_unwind()
+            .await
+            .is_ok()
+        {
             return;
         }
         log::error!("{name}: the loop panicked; it starts again");
@@ -424,7 +430,9 @@ impl Endpoint<'_> {
     /// at the period's last attempt.
     fn after_failure(&self, claimed: &Claimed, failure: Failure, now: NaiveDateTime) -> Outcome {
         let give_up_at = add(claimed.enqueued_at, self.settings.give_up_after);
-        let attempts = u32::try_from(claimed.attempts).unwrap_or(0).saturating_add(1);
+        let attempts = u32::try_from(claimed.attempts)
+            .unwrap_or(0)
+            .saturating_add(1);
         if now >= give_up_at {
             return Outcome::GiveUp {
                 error: format!("{} (after {attempts} attempts)", failure.error),

@@ -128,6 +128,10 @@ enum Cause {
     /// The metrics asked of the API listener while `METRICS_BIND_ADDR`
     /// serves them elsewhere.
     MetricsElsewhere,
+    /// A body with a `Content-Encoding`.
+    Compressed,
+    /// A body that stops arriving.
+    SlowBody,
 }
 
 fn cause(example: &Example) -> Option<Cause> {
@@ -144,6 +148,8 @@ fn cause(example: &Example) -> Option<Cause> {
         (404, "example") if example.operation_id == "getMetrics" => Cause::MetricsElsewhere,
         (404, "example") => Cause::Missing,
         (429, "example") => Cause::TooFast,
+        (415, "example") => Cause::Compressed,
+        (408, "example") => Cause::SlowBody,
         (500, "example") => Cause::Broken,
         (503, "example") => Cause::NoConnection,
         _ => return None,
@@ -189,6 +195,9 @@ struct Request {
     path: String,
     token: Option<String>,
     body: Option<Value>,
+    /// Sent with `Content-Encoding: gzip` (the body itself is plain JSON:
+    /// the server must refuse it without reading it).
+    encoded: bool,
 }
 
 /// The request that gives `example`'s answer for `cause`, as `fixture`'s user.
@@ -228,17 +237,68 @@ fn request(example: &Example, cause: Cause, fixture: &Fixture) -> Request {
         path,
         token,
         body,
+        encoded: cause == Cause::Compressed,
     }
 }
 
 async fn send(app: &TestApp, request: Request) -> TestResponse {
-    app.call(
-        request.method,
-        &request.path,
-        request.token.as_deref(),
-        request.body,
-    )
+    if !request.encoded {
+        return app
+            .call(
+                request.method,
+                &request.path,
+                request.token.as_deref(),
+                request.body,
+            )
+            .await;
+    }
+    let mut builder = app
+        .client
+        .request(request.method.clone(), app.url(&request.path))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(request.body.unwrap_or_default().to_string());
+    if let Some(token) = &request.token {
+        builder = builder.bearer_auth(token);
+    }
+    app.send(request.method.as_str(), &request.path, builder)
+        .await
+}
+
+/// Sends `request`'s head and the first bytes of its body, then nothing:
+/// the server's answer once its body deadline passes.
+async fn send_stalled(app: &TestApp, request: Request) -> TestResponse {
+    use std::io::{Read, Write};
+    let address = app.address.strip_prefix("http://").unwrap().to_owned();
+    let token = request.token.clone().unwrap_or_default();
+    let head = format!(
+        "{} {} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"fin",
+        request.method, request.path
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
     .await
+    .unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no answer: {answer:?}"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    TestResponse {
+        status,
+        headers: Default::default(),
+        body: serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}")),
+    }
 }
 
 /// The name of the series of a sample line: `name{labels} value` → `name`.
@@ -312,6 +372,7 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
         Cause::Broken,
         Cause::NoConnection,
         Cause::MetricsElsewhere,
+        Cause::SlowBody,
     ];
     for (example, cause) in by_cause.iter().filter(|(_, c)| !ordinary.contains(c)) {
         let fixture = fixture(&app, &next_user()).await;
@@ -362,6 +423,25 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     {
         let fixture = fixture(&elsewhere, &next_user()).await;
         let answer = send(&elsewhere, request(example, *cause, &fixture)).await;
+        mismatches.extend(compare(example, &answer));
+        checked += 1;
+    }
+
+    // 408: a server with a short body deadline, and a body that stalls.
+    let impatient = TestApp::spawn_with(
+        app.backend,
+        Setup {
+            options: ServerOptions {
+                body_timeout: Duration::from_millis(300),
+                ..ServerOptions::local()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    for (example, cause) in by_cause.iter().filter(|(_, c)| *c == Cause::SlowBody) {
+        let fixture = fixture(&impatient, &next_user()).await;
+        let answer = send_stalled(&impatient, request(example, *cause, &fixture)).await;
         mismatches.extend(compare(example, &answer));
         checked += 1;
     }

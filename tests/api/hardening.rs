@@ -482,8 +482,14 @@ backend_test!(a_revoked_token_cannot_spend_its_users_allowance, |app| {
     for _ in 0..60 {
         statuses.push(get(&stolen.token).await.unwrap().status().as_u16());
     }
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
-    assert!(statuses.contains(&429), "the address is limited: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "the address is limited: {statuses:?}"
+    );
     // ... and the real user is not locked out, here nor on revoke-all.
     assert_eq!(get(&live.token).await.unwrap().status(), 200);
     let revoke_all = client
@@ -504,7 +510,10 @@ async fn a_user_over_the_limit_gets_429_with_retry_after_and_nothing_changes() {
         assert_eq!(app.get("/devices", &alice.token).await.status, 200);
     }
     let limited = app
-        .post(&format!("/devices/{}/untrust", phone.device_id), &alice.token)
+        .post(
+            &format!("/devices/{}/untrust", phone.device_id),
+            &alice.token,
+        )
         .await;
     assert_eq!(limited.status, 429, "{}", limited.body);
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
@@ -560,8 +569,10 @@ backend_test!(critical_headers_and_future_iat_are_refused, |app| {
     // The control: the same claims, signed the same way, are accepted.
     let plain = sign(jsonwebtoken::Header::default(), now);
     assert_eq!(app.get("/devices", &plain).await.status, 200);
-    let mut critical = jsonwebtoken::Header::default();
-    critical.crit = Some(vec!["exp".into()]);
+    let critical = jsonwebtoken::Header {
+        crit: Some(vec!["exp".into()]),
+        ..Default::default()
+    };
     assert_eq!(app.get("/devices", &sign(critical, now)).await.status, 401);
     let far = sign(jsonwebtoken::Header::default(), 4_102_444_800); // 2100-01-01
     assert_eq!(app.get("/devices", &far).await.status, 401);
@@ -570,32 +581,37 @@ backend_test!(critical_headers_and_future_iat_are_refused, |app| {
     assert_eq!(app.get("/devices", &ahead).await.status, 200);
 });
 
-backend_test!(a_signed_token_over_the_length_cap_is_refused_and_one_at_it_accepted, |app| {
-    let login = app.login("alice", "Laptop", None).await;
-    let claims = app.tokens.verify(&login.token).unwrap();
-    let sign = |kid: usize, padding: usize| {
-        let mut header = jsonwebtoken::Header::default();
-        header.kid = (kid > 0).then(|| "k".repeat(kid));
-        jsonwebtoken::encode(
-            &header,
-            &json!({"sub": claims.sub, "sid": claims.sid, "iat": claims.iat,
+backend_test!(
+    a_signed_token_over_the_length_cap_is_refused_and_one_at_it_accepted,
+    |app| {
+        let login = app.login("alice", "Laptop", None).await;
+        let claims = app.tokens.verify(&login.token).unwrap();
+        let sign = |kid: usize, padding: usize| {
+            let header = jsonwebtoken::Header {
+                kid: (kid > 0).then(|| "k".repeat(kid)),
+                ..Default::default()
+            };
+            jsonwebtoken::encode(
+                &header,
+                &json!({"sub": claims.sub, "sid": claims.sid, "iat": claims.iat,
                     "exp": claims.exp, "pad": "x".repeat(padding)}),
-            &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
-        )
-        .unwrap()
-    };
-    let cap = flashback_devices::auth::MAX_TOKEN_LEN;
-    // base64 grows in steps of one or two characters: vary two fields
-    // until the token is exactly as long as wanted.
-    let of_length = |length: usize| {
-        (1..4)
-            .flat_map(|kid| (2000..3100).map(move |padding| (kid, padding)))
-            .map(|(kid, padding)| sign(kid, padding))
-            .find(|token| token.len() == length)
-            .unwrap_or_else(|| panic!("no token of {length} bytes"))
-    };
-    let at_cap = of_length(cap);
-    assert_eq!(app.get("/devices", &at_cap).await.status, 200);
-    let over = of_length(cap + 1);
-    assert_eq!(app.get("/devices", &over).await.status, 401);
-});
+                &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        let cap = flashback_devices::auth::MAX_TOKEN_LEN;
+        // base64 grows in steps of one or two characters: vary two fields
+        // until the token is exactly as long as wanted.
+        let of_length = |length: usize| {
+            (1..4)
+                .flat_map(|kid| (2000..3100).map(move |padding| (kid, padding)))
+                .map(|(kid, padding)| sign(kid, padding))
+                .find(|token| token.len() == length)
+                .unwrap_or_else(|| panic!("no token of {length} bytes"))
+        };
+        let at_cap = of_length(cap);
+        assert_eq!(app.get("/devices", &at_cap).await.status, 200);
+        let over = of_length(cap + 1);
+        assert_eq!(app.get("/devices", &over).await.status, 401);
+    }
+);

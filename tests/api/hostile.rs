@@ -114,12 +114,13 @@ async fn a_compressed_body_is_refused_unread_and_memory_stays_flat() {
             stream.write_all(head.as_bytes()).unwrap();
             // The server may answer and close before the whole body is sent.
             let _ = if chunked {
-                bomb.chunks(16 << 10).try_for_each(|chunk| {
-                    stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-                    stream.write_all(chunk)?;
-                    stream.write_all(b"\r\n")
-                })
-                .and_then(|()| stream.write_all(b"0\r\n\r\n"))
+                bomb.chunks(16 << 10)
+                    .try_for_each(|chunk| {
+                        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                        stream.write_all(chunk)?;
+                        stream.write_all(b"\r\n")
+                    })
+                    .and_then(|()| stream.write_all(b"0\r\n\r\n"))
             } else {
                 stream.write_all(&bomb)
             };
@@ -142,8 +143,8 @@ async fn a_compressed_body_is_refused_unread_and_memory_stays_flat() {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"));
             let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
-            let body: serde_json::Value = serde_json::from_str(body)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
+            let body: serde_json::Value =
+                serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
             (status, body)
         })
     };
@@ -191,7 +192,10 @@ fn raw_exchange(base: &str, head: &str, limit: Duration) -> (String, Duration) {
     let started = Instant::now();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +264,10 @@ async fn a_token_cannot_forge_log_lines() {
         // Every line parses as a line of the format (a forged line would not
         // carry the request id, and a raw newline would split one).
         let lines = parse(format, &logs);
-        assert!(!logs.contains("FORGED"), "{format}: attacker text logged:\n{logs}");
+        assert!(
+            !logs.contains("FORGED"),
+            "{format}: attacker text logged:\n{logs}"
+        );
         let about: Vec<_> = lines
             .iter()
             .filter(|l| l.raw.contains("req-forge"))
@@ -316,7 +323,13 @@ fn help_and_the_start_up_log_show_no_secret() {
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("DATABASE_URL"), "{help}");
-    for leaked in ["pw-in-userinfo", "pw-in-query", "pw-ssl", "tok-in-query", "MfKQ9r8"] {
+    for leaked in [
+        "pw-in-userinfo",
+        "pw-in-query",
+        "pw-ssl",
+        "tok-in-query",
+        "MfKQ9r8",
+    ] {
         assert!(!help.contains(leaked), "--help shows {leaked}:\n{help}");
     }
     // The start-up log names the database (PostgreSQL on a closed port: it
@@ -364,7 +377,10 @@ fn output_within(command: &mut Command, limit: Duration) -> std::process::Output
 fn an_empty_jwt_secret_stops_the_program() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir, "empty.db");
-    for command in [&["serve"][..], &["session", "create", "--user", "a", "--device-name", "L"]] {
+    for command in [
+        &["serve"][..],
+        &["session", "create", "--user", "a", "--device-name", "L"],
+    ] {
         let output = output_within(
             binary()
                 .env("DATABASE_URL", &url)
@@ -402,7 +418,11 @@ fn sqlite_files_are_private_and_a_readable_secret_file_is_warned_about() {
         .args(["session", "create", "--user", "a", "--device-name", "L"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     for name in ["private.db", "private.db.jwt-secret"] {
         assert_eq!(mode(name), 0o600, "{name}");
     }

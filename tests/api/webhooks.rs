@@ -421,7 +421,10 @@ webhook_test!(
         assert!(received.iter().all(|r| r.id == first[0]["id"]));
         for pair in received.windows(2) {
             // The retry comes within the maximum (200 ms) plus a claim's slack.
-            assert!(pair[1].at - pair[0].at < Duration::from_secs(5), "{received:#?}");
+            assert!(
+                pair[1].at - pair[0].at < Duration::from_secs(5),
+                "{received:#?}"
+            );
         }
         // The server still answers, and other deliveries go on.
         let bob = app.login("bob", "Laptop", None).await;
@@ -438,7 +441,10 @@ webhook_test!(
     |backend| {
         let receiver = Receiver::start().await;
         receiver.script(&[Reply::Status(500), Reply::TooMany(1), Reply::Status(200)]);
-        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        // Retry-After is honoured up to the retry maximum: room for 1 s.
+        let mut settings = settings(&[&receiver.url]);
+        settings.retry_max = Duration::from_secs(2);
+        let app = spawn_with_webhooks(backend, settings).await;
         let login = app.login("alice", "Laptop", None).await;
         let events = events_in_order(&app, &login.token).await;
         receiver.wait_for(&ids(&events)).await;

@@ -24,8 +24,15 @@ status=0
 
 if [[ -z "${SPEC_3_0:-}" ]]; then
   SPEC_3_0=target/openapi-3.0.yaml
-  bin=target/release/flashback-devices
-  [[ -x $bin ]] || { cargo build --locked --bin flashback-devices; bin=target/debug/flashback-devices; }
+  # The release build when there is one (.ci/run has just made it; cargo
+  # rebuilds a stale one), else the dev build.
+  if [[ -x target/release/flashback-devices ]]; then
+    cargo build --release --locked --quiet --bin flashback-devices
+    bin=target/release/flashback-devices
+  else
+    cargo build --locked --quiet --bin flashback-devices
+    bin=target/debug/flashback-devices
+  fi
   "$bin" openapi --spec-version 3.0 --yaml >"$SPEC_3_0"
 fi
 

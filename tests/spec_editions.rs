@@ -42,7 +42,7 @@ fn deref<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
 /// What a schema says, version-independently: one line per fact, prefixed
 /// with where it is. Nullability is read from `type: [X, 'null']` (3.1) and
 /// from `nullable: true` (3.0); a `$ref` alone and `allOf: [$ref]` are the same.
-fn schema_facts(doc: &Value, at: &str, schema: &Value, facts: &mut BTreeSet<String>) {
+fn schema_facts(at: &str, schema: &Value, facts: &mut BTreeSet<String>) {
     let Some(map) = schema.as_object() else {
         facts.insert(format!("{at} = {schema}"));
         return;
@@ -83,7 +83,7 @@ fn schema_facts(doc: &Value, at: &str, schema: &Value, facts: &mut BTreeSet<Stri
             "properties" => {
                 for (name, child) in value.as_object().unwrap() {
                     facts.insert(format!("{at} property {name}"));
-                    schema_facts(doc, &format!("{at}.{name}"), child, facts);
+                    schema_facts(&format!("{at}.{name}"), child, facts);
                 }
             }
             "required" => {
@@ -92,11 +92,11 @@ fn schema_facts(doc: &Value, at: &str, schema: &Value, facts: &mut BTreeSet<Stri
                 }
             }
             "items" | "additionalProperties" | "not" if value.is_object() => {
-                schema_facts(doc, &format!("{at}[{key}]"), value, facts);
+                schema_facts(&format!("{at}[{key}]"), value, facts);
             }
             "allOf" | "anyOf" | "oneOf" => {
                 for (i, child) in value.as_array().unwrap().iter().enumerate() {
-                    schema_facts(doc, &format!("{at}[{key} {i}]"), child, facts);
+                    schema_facts(&format!("{at}[{key} {i}]"), child, facts);
                 }
             }
             "const" => {
@@ -130,14 +130,13 @@ fn operation_facts(doc: &Value, at: &str, op: &Value, facts: &mut BTreeSet<Strin
         let param = deref(doc, param);
         let p = format!("{at} parameter {} {}", param["in"], param["name"]);
         facts.insert(format!("{p} required {}", param["required"]));
-        schema_facts(doc, &p, deref(doc, &param["schema"]), facts);
+        schema_facts(&p, deref(doc, &param["schema"]), facts);
     }
     if let Some(body) = op.get("requestBody") {
         let body = deref(doc, body);
         facts.insert(format!("{at} requestBody required {}", body["required"]));
         for (media, content) in body["content"].as_object().unwrap() {
             schema_facts(
-                doc,
                 &format!("{at} requestBody {media}"),
                 &content["schema"],
                 facts,
@@ -151,14 +150,13 @@ fn operation_facts(doc: &Value, at: &str, op: &Value, facts: &mut BTreeSet<Strin
         for (name, header) in response["headers"].as_object().into_iter().flatten() {
             let header = deref(doc, header);
             schema_facts(
-                doc,
                 &format!("{r} header {name}"),
                 deref(doc, &header["schema"]),
                 facts,
             );
         }
         for (media, content) in response["content"].as_object().into_iter().flatten() {
-            schema_facts(doc, &format!("{r} {media}"), &content["schema"], facts);
+            schema_facts(&format!("{r} {media}"), &content["schema"], facts);
         }
     }
 }
@@ -177,7 +175,7 @@ fn facts(doc: &Value, webhooks_key: &str) -> BTreeSet<String> {
     }
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         facts.insert(format!("schema {name}"));
-        schema_facts(doc, &format!("schema {name}"), schema, &mut facts);
+        schema_facts(&format!("schema {name}"), schema, &mut facts);
     }
     for (name, scheme) in doc["components"]["securitySchemes"].as_object().unwrap() {
         facts.insert(format!("securityScheme {name} {scheme}"));
@@ -232,11 +230,14 @@ fn the_3_0_edition_means_the_same_api() {
     }
 }
 
+/// What a mutation breaks, and how.
+type Mutation = (&'static str, fn(&mut Value));
+
 #[test]
 fn a_mutated_edition_is_caught() {
     let source = source();
     let want = facts(&source, "webhooks");
-    let mutations: [(&str, fn(&mut Value)); 4] = [
+    let mutations: [Mutation; 4] = [
         ("a nullable lost", |e| {
             e["components"]["schemas"]["Device"]["properties"]["city"]
                 .as_object_mut()

@@ -7,7 +7,9 @@ use std::{env, fs, path::PathBuf, process};
 fn main() {
     println!("cargo:rerun-if-env-changed=FLASHBACK_OPENAPI_3_0");
     let Some(path) = env::var_os("FLASHBACK_OPENAPI_3_0").map(PathBuf::from) else {
-        fail("set FLASHBACK_OPENAPI_3_0 to the saved /api-docs/openapi-3.0.json of a running server");
+        fail(
+            "set FLASHBACK_OPENAPI_3_0 to the saved /api-docs/openapi-3.0.json of a running server",
+        );
     };
     println!("cargo:rerun-if-changed={}", path.display());
     let text = fs::read_to_string(&path)
@@ -21,10 +23,14 @@ fn main() {
         ))
     });
     let mut generator = progenitor::Generator::default();
-    let tokens = generator
-        .generate_tokens(&spec)
-        .unwrap_or_else(|e| fail(&format!("progenitor cannot generate from {}: {e}", path.display())));
-    let ast = syn::parse2(tokens).unwrap_or_else(|e| fail(&format!("progenitor's output does not parse: {e}")));
+    let tokens = generator.generate_tokens(&spec).unwrap_or_else(|e| {
+        fail(&format!(
+            "progenitor cannot generate from {}: {e}",
+            path.display()
+        ))
+    });
+    let ast = syn::parse2(tokens)
+        .unwrap_or_else(|e| fail(&format!("progenitor's output does not parse: {e}")));
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("codegen.rs");
     fs::write(&out, prettyplease::unparse(&ast))
         .unwrap_or_else(|e| fail(&format!("{}: cannot write: {e}", out.display())));

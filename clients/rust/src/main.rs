@@ -71,9 +71,14 @@ async fn round_trip() -> Result<(), String> {
         .await
         .map_err(|e| failed("getCurrentSession", e))?
         .into_inner();
-    check(current.session.is_current, || "getCurrentSession: session.isCurrent".into())?;
+    check(current.session.is_current, || {
+        "getCurrentSession: session.isCurrent".into()
+    })?;
     check(current.device.id == own_device_id, || {
-        format!("getCurrentSession: device {} is the own device", current.device.id)
+        format!(
+            "getCurrentSession: device {} is the own device",
+            current.device.id
+        )
     })?;
     println!(
         "getCurrentSession: session {} on \"{}\"",
@@ -86,7 +91,9 @@ async fn round_trip() -> Result<(), String> {
         .map_err(|e| failed("listDevices", e))?
         .into_inner()
         .devices;
-    check(devices.len() >= 2, || format!("listDevices: at least two devices (got {})", devices.len()))?;
+    check(devices.len() >= 2, || {
+        format!("listDevices: at least two devices (got {})", devices.len())
+    })?;
     let marked: Vec<&types::Device> = devices.iter().filter(|d| d.is_current).collect();
     check(marked.len() == 1 && marked[0].id == own_device_id, || {
         "listDevices: exactly the own device has isCurrent".into()
@@ -98,7 +105,12 @@ async fn round_trip() -> Result<(), String> {
     check(target.trust_expires_at.is_some(), || {
         "listDevices: a trusted device has trustExpiresAt".into()
     })?;
-    println!("listDevices: {} devices; untrusting \"{}\" ({})", devices.len(), target.device_name, target.id);
+    println!(
+        "listDevices: {} devices; untrusting \"{}\" ({})",
+        devices.len(),
+        target.device_name,
+        target.id
+    );
 
     let target_id: types::GetDeviceId = target.id.parse().map_err(|e| format!("device id: {e}"))?;
     let details = api
@@ -107,9 +119,10 @@ async fn round_trip() -> Result<(), String> {
         .map_err(|e| failed("getDevice", e))?
         .into_inner()
         .device;
-    check(details.id == target.id && !details.sessions.is_empty(), || {
-        "getDevice: the target with its active sessions".into()
-    })?;
+    check(
+        details.id == target.id && !details.sessions.is_empty(),
+        || "getDevice: the target with its active sessions".into(),
+    )?;
     println!(
         "getDevice: \"{}\", {} active session(s), trust level {:?}",
         details.device_name,
@@ -117,43 +130,63 @@ async fn round_trip() -> Result<(), String> {
         details.trust_level
     );
 
-    let untrust_id: types::UntrustDeviceId = target.id.parse().map_err(|e| format!("device id: {e}"))?;
+    let untrust_id: types::UntrustDeviceId =
+        target.id.parse().map_err(|e| format!("device id: {e}"))?;
     let untrusted = api
         .untrust_device(&untrust_id, None)
         .await
         .map_err(|e| failed("untrustDevice", e))?
         .into_inner();
-    check(untrusted.success && untrusted.message == "Device untrusted successfully", || {
-        format!("untrustDevice: {untrusted:?}")
-    })?;
+    check(
+        untrusted.success && untrusted.message == "Device untrusted successfully",
+        || format!("untrustDevice: {untrusted:?}"),
+    )?;
     let after = api
         .get_device(&target_id, None)
         .await
         .map_err(|e| failed("getDevice", e))?
         .into_inner()
         .device;
-    check(!after.is_trusted && after.trust_expires_at.is_none() && after.sessions.is_empty(), || {
-        format!("getDevice after untrust: not trusted, no trustExpiresAt, no session ({after:?})")
-    })?;
+    check(
+        !after.is_trusted && after.trust_expires_at.is_none() && after.sessions.is_empty(),
+        || {
+            format!(
+                "getDevice after untrust: not trusted, no trustExpiresAt, no session ({after:?})"
+            )
+        },
+    )?;
     println!("untrustDevice: {}", untrusted.message);
     if let Ok(token) = env("TARGET_TOKEN") {
         match client(&base_url, &token)?.get_current_session(None).await {
             Err(Error::ErrorResponse(r)) if r.status() == 401 => {
-                println!("the untrusted device's token is refused: 401 {}", r.into_inner().error)
+                println!(
+                    "the untrusted device's token is refused: 401 {}",
+                    r.into_inner().error
+                )
             }
-            other => return Err(format!("the untrusted device's token must get 401, got {other:?}")),
+            other => {
+                return Err(format!(
+                    "the untrusted device's token must get 401, got {other:?}"
+                ))
+            }
         }
     }
 
-    let own_session: types::SessionHeartbeatId =
-        current.session.id.parse().map_err(|e| format!("session id: {e}"))?;
+    let own_session: types::SessionHeartbeatId = current
+        .session
+        .id
+        .parse()
+        .map_err(|e| format!("session id: {e}"))?;
     let beat = api
         .session_heartbeat(&own_session, None)
         .await
         .map_err(|e| failed("sessionHeartbeat", e))?
         .into_inner();
     check(beat.new_expiry >= current.session.expires_at, || {
-        format!("sessionHeartbeat: newExpiry {} moves forward", beat.new_expiry)
+        format!(
+            "sessionHeartbeat: newExpiry {} moves forward",
+            beat.new_expiry
+        )
     })?;
     println!("sessionHeartbeat: new expiry {}", beat.new_expiry);
 
@@ -163,10 +196,21 @@ async fn round_trip() -> Result<(), String> {
         .await
         .map_err(|e| failed("listSecurityEvents", e))?
         .into_inner();
-    check(first.events.len() == 2, || format!("listSecurityEvents: a full first page ({})", first.events.len()))?;
-    check(first.events[0].type_ == types::SecurityEventType::DeviceUntrusted, || {
-        format!("listSecurityEvents: the newest event is the untrust ({:?})", first.events[0].type_)
+    check(first.events.len() == 2, || {
+        format!(
+            "listSecurityEvents: a full first page ({})",
+            first.events.len()
+        )
     })?;
+    check(
+        first.events[0].type_ == types::SecurityEventType::DeviceUntrusted,
+        || {
+            format!(
+                "listSecurityEvents: the newest event is the untrust ({:?})",
+                first.events[0].type_
+            )
+        },
+    )?;
     let cursor: types::ListSecurityEventsCursor = first
         .next_cursor
         .as_deref()
@@ -178,9 +222,14 @@ async fn round_trip() -> Result<(), String> {
         .await
         .map_err(|e| failed("listSecurityEvents", e))?
         .into_inner();
-    check(!second.events.is_empty(), || "listSecurityEvents: a second page".into())?;
+    check(!second.events.is_empty(), || {
+        "listSecurityEvents: a second page".into()
+    })?;
     check(
-        second.events.iter().all(|e| first.events.iter().all(|f| f.id != e.id)),
+        second
+            .events
+            .iter()
+            .all(|e| first.events.iter().all(|f| f.id != e.id)),
         || "listSecurityEvents: no event on both pages".into(),
     )?;
     println!(

@@ -100,6 +100,9 @@ pub enum Command {
     Openapi {
         #[arg(long)]
         yaml: bool,
+        /// 3.1: the source document; 3.0: its 3.0.3 edition, for the tools that read 3.0 only.
+        #[arg(long, default_value = "3.1", value_parser = ["3.1", "3.0"])]
+        spec_version: String,
     },
     /// Security-event webhooks: a new secret, the outbox's state, retrying failed deliveries.
     #[command(subcommand)]

@@ -1,11 +1,13 @@
 //! The spec as served: Swagger UI at `/swagger-ui/` and the document itself
 //! at `/api-docs/openapi.json` and `/api-docs/openapi.yaml`. What is served
-//! is `openapi/openapi.yaml`, the source of truth, compiled into the binary.
+//! is `openapi/openapi.yaml`, the source of truth, compiled into the binary,
+//! and its OpenAPI 3.0 edition (derived by build.rs, for the tools that read
+//! 3.0 only) at `/api-docs/openapi-3.0.json` and `/api-docs/openapi-3.0.yaml`.
 
 use std::sync::OnceLock;
 
 use actix_web::{http::header::ContentType, web, HttpResponse};
-use utoipa_swagger_ui::{Config, SwaggerUi};
+use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
 /// The spec file as written.
 pub const SPEC_YAML: &str = include_str!("../openapi/openapi.yaml");
@@ -18,22 +20,49 @@ pub fn spec_json() -> &'static serde_json::Value {
     })
 }
 
+/// The OpenAPI 3.0.3 edition as JSON, derived from `SPEC_YAML` by build.rs.
+pub const SPEC_3_0_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi-3.0.json"));
+
+/// The OpenAPI 3.0.3 edition as YAML.
+pub const SPEC_3_0_YAML: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi-3.0.yaml"));
+
+/// The OpenAPI 3.0.3 edition, parsed once.
+pub fn spec_3_0_json() -> &'static serde_json::Value {
+    static SPEC: OnceLock<serde_json::Value> = OnceLock::new();
+    SPEC.get_or_init(|| serde_json::from_str(SPEC_3_0_JSON).expect("build.rs wrote JSON"))
+}
+
 async fn spec_as_yaml() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/yaml")
         .body(SPEC_YAML)
 }
 
+async fn spec_3_0_as_yaml() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(SPEC_3_0_YAML)
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The 3.1 document first: the selector opens it unless asked otherwise.
     let swagger = SwaggerUi::new("/swagger-ui/{_:.*}")
         .external_url_unchecked("/api-docs/openapi.json", spec_json().clone())
+        .external_url_unchecked("/api-docs/openapi-3.0.json", spec_3_0_json().clone())
         .config(
-            Config::from("/api-docs/openapi.json")
-                .persist_authorization(true)
-                .try_it_out_enabled(true),
+            Config::new([
+                Url::new("OpenAPI 3.1 (source)", "/api-docs/openapi.json"),
+                Url::new("OpenAPI 3.0 edition", "/api-docs/openapi-3.0.json"),
+            ])
+            .persist_authorization(true)
+            .try_it_out_enabled(true),
         );
     cfg.service(swagger)
         .route("/api-docs/openapi.yaml", web::get().to(spec_as_yaml))
+        .route(
+            "/api-docs/openapi-3.0.yaml",
+            web::get().to(spec_3_0_as_yaml),
+        )
         .route(
             "/swagger-ui",
             web::get().to(|| async {

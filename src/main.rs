@@ -41,8 +41,14 @@ fn main() -> ExitCode {
 
 fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
     match command {
-        Command::Openapi { yaml } => {
-            if yaml {
+        Command::Openapi { yaml, spec_version } => {
+            if spec_version == "3.0" {
+                if yaml {
+                    print!("{}", docs::SPEC_3_0_YAML);
+                } else {
+                    println!("{}", docs::SPEC_3_0_JSON);
+                }
+            } else if yaml {
                 print!("{}", docs::SPEC_YAML);
             } else {
                 let json =

@@ -2,7 +2,8 @@
 
 Asks which session and device the token is (getCurrentSession), lists
 devices ("this device" marked), untrusts a device other than the token's
-own, lists sessions, reads the security events page by page, and checks the
+own, lists sessions, keeps its own session alive (sessionHeartbeat), reads
+the security events page by page, and checks the
 typed results (attrs models with no undocumented property, enums,
 timezone-aware datetimes); then reads the metrics (a text body) and finds
 the untrust counted. Exits non-zero on the first failed check.
@@ -30,7 +31,7 @@ from flashback_devices_client import AuthenticatedClient
 from flashback_devices_client.api.devices import get_device, list_devices, untrust_device
 from flashback_devices_client.api.health import get_metrics
 from flashback_devices_client.api.security import list_security_events
-from flashback_devices_client.api.sessions import get_current_session, list_sessions
+from flashback_devices_client.api.sessions import get_current_session, list_sessions, session_heartbeat
 from flashback_devices_client.models import (
     CurrentSessionResponse,
     Device,
@@ -43,6 +44,7 @@ from flashback_devices_client.models import (
     SecurityEventListResponse,
     SecurityEventType,
     Session,
+    SessionHeartbeatResponse,
     SessionListResponse,
     TrustLevel,
 )
@@ -238,7 +240,17 @@ def main() -> None:
     check(relisted is not None and relisted.is_trusted is False, "listDevices: the device shows isTrusted false")
     print(f"getDevice: isTrusted={after.is_trusted} trustLevel={after.trust_level.value} trustExpiresAt={after.trust_expires_at}")
 
-    # 5. listSecurityEvents, two at a time, following nextCursor to the end.
+    # 5. sessionHeartbeat on the caller's own session moves its expiry forward.
+    beat = session_heartbeat.sync_detailed(own_session.id, client=api)
+    check(beat.status_code == HTTPStatus.OK, f"sessionHeartbeat answered {beat.status_code}")
+    beaten = beat.parsed
+    check(isinstance(beaten, SessionHeartbeatResponse), f"sessionHeartbeat parsed as {type(beaten).__name__}")
+    assert isinstance(beaten, SessionHeartbeatResponse)
+    check(is_aware(beaten.new_expiry), "sessionHeartbeat: newExpiry is an aware datetime")
+    check(beaten.new_expiry >= own_session.expires_at, f"sessionHeartbeat: newExpiry moves forward ({beaten.new_expiry})")
+    print(f"sessionHeartbeat: new expiry {beaten.new_expiry.isoformat()}")
+
+    # 6. listSecurityEvents, two at a time, following nextCursor to the end.
     events, pages = all_events(api, 2)
     check(pages >= 2, f"the events span several pages of 2 ({pages})")
     check(len({e.id for e in events}) == len(events), "no event is listed twice")
@@ -256,7 +268,7 @@ def main() -> None:
     )
     print(f"listSecurityEvents: {len(events)} events in {pages} pages, newest {newest.type_.value}")
 
-    # 6. A token of the untrusted device is refused, with the typed error body.
+    # 7. A token of the untrusted device is refused, with the typed error body.
     target_token = os.environ.get("TARGET_TOKEN", "")
     if target_token:
         refused = list_sessions.sync_detailed(client=client(base_url, target_token))
@@ -267,7 +279,7 @@ def main() -> None:
         check(refused.headers.get("WWW-Authenticate", "").startswith("Bearer"), "401 carries WWW-Authenticate: Bearer")
         print(f"the untrusted device's token: 401 {refused.parsed.to_dict()}")
 
-    # 7. getMetrics: a text body (the Prometheus format), the untrust counted.
+    # 8. getMetrics: a text body (the Prometheus format), the untrust counted.
     metrics = get_metrics.sync_detailed(client=api)
     check(metrics.status_code == HTTPStatus.OK, f"getMetrics answered {metrics.status_code}")
     check(isinstance(metrics.parsed, str), f"getMetrics parsed as {type(metrics.parsed).__name__}, not str")

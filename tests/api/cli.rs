@@ -254,6 +254,26 @@ fn openapi_prints_the_spec() {
     let json = binary().arg("openapi").output().unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(&parsed, crate::conformance::spec());
+
+    for args in [
+        &["openapi", "--spec-version", "3.0"][..],
+        &["openapi", "--spec-version", "3.0", "--yaml"],
+    ] {
+        let out = binary().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let edition: serde_json::Value = yaml_serde::from_slice(&out.stdout).unwrap();
+        assert_eq!(edition["openapi"], "3.0.3", "{args:?}");
+        assert_eq!(
+            &edition,
+            flashback_devices::docs::spec_3_0_json(),
+            "{args:?}"
+        );
+    }
+    let refused = binary()
+        .args(["openapi", "--spec-version", "2.0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }
 
 #[tokio::test]

@@ -140,6 +140,30 @@ async fn docs_are_served() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml"))
             .unwrap()
     );
+
+    // The 3.0 edition: offered in the selector, served as JSON and as YAML.
+    assert!(config.contains("/api-docs/openapi-3.0.json"), "{config}");
+    let edition: serde_json::Value = app
+        .client
+        .get(app.url("/api-docs/openapi-3.0.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(edition["openapi"], "3.0.3");
+    assert_eq!(&edition, flashback_devices::docs::spec_3_0_json());
+    let response = app
+        .client
+        .get(app.url("/api-docs/openapi-3.0.yaml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let edition_yaml: serde_json::Value =
+        yaml_serde::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(&edition_yaml, flashback_devices::docs::spec_3_0_json());
 }
 
 #[tokio::test]

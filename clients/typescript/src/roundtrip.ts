@@ -1,7 +1,8 @@
 // Round trip through the typed client generated from openapi/openapi.yaml:
 // ask which session and device the token is (getCurrentSession), list
 // devices ("this device" marked), untrust a device other than the token's
-// own, list sessions, read the security events page by page, and check the
+// own, list sessions, keep the own session alive (sessionHeartbeat), read
+// the security events page by page, and check the
 // typed results; then read the metrics (a text body) and find the untrust
 // counted. Exits non-zero on the first failed check.
 //
@@ -159,7 +160,15 @@ async function main(): Promise<void> {
   check(again !== undefined && again.isTrusted === false, "listDevices: the device shows isTrusted false");
   console.log(`getDevice: isTrusted=${details.isTrusted} trustLevel=${details.trustLevel} trustExpiresAt=${details.trustExpiresAt}`);
 
-  // 5. listSecurityEvents, two at a time, following nextCursor to the end.
+  // 5. sessionHeartbeat on the caller's own session moves its expiry forward.
+  const beat = await api.POST("/sessions/{id}/heartbeat", { params: { path: { id: ownSession.id } } });
+  check(beat.response.status === 200, `POST /sessions/{id}/heartbeat answered ${beat.response.status}`);
+  check(beat.data !== undefined, "sessionHeartbeat has a 200 body");
+  check(isDateTime(beat.data.newExpiry), "sessionHeartbeat: newExpiry is a date-time");
+  check(Date.parse(beat.data.newExpiry) >= Date.parse(ownSession.expiresAt), "sessionHeartbeat: newExpiry moves forward");
+  console.log(`sessionHeartbeat: new expiry ${beat.data.newExpiry}`);
+
+  // 6. listSecurityEvents, two at a time, following nextCursor to the end.
   const events: SecurityEvent[] = [];
   let cursor: string | null = null;
   let pages = 0;
@@ -186,7 +195,7 @@ async function main(): Promise<void> {
   check(events.some((e) => e.type === "SESSION_STARTED" && e.sessionId === ownSession.id), "this session's sign-in is listed");
   console.log(`listSecurityEvents: ${events.length} events in ${pages} pages, newest ${untrustEvent.type}`);
 
-  // 6. A token of the untrusted device is refused, with the typed error body.
+  // 7. A token of the untrusted device is refused, with the typed error body.
   const targetToken = process.env["TARGET_TOKEN"];
   if (targetToken !== undefined && targetToken !== "") {
     const refused = await client(baseUrl, targetToken).GET("/sessions");
@@ -200,7 +209,7 @@ async function main(): Promise<void> {
     console.log(`the untrusted device's token: 401 ${JSON.stringify(error)}`);
   }
 
-  // 7. getMetrics: a text body (the Prometheus format), the untrust counted.
+  // 8. getMetrics: a text body (the Prometheus format), the untrust counted.
   const metrics = await api.GET("/metrics", { parseAs: "text" });
   check(metrics.response.status === 200, `GET /metrics answered ${metrics.response.status}`);
   const text: string | undefined = metrics.data;

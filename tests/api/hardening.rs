@@ -615,3 +615,23 @@ backend_test!(
         assert_eq!(app.get("/devices", &over).await.status, 401);
     }
 );
+
+#[tokio::test]
+async fn requests_refused_before_the_session_check_are_charged_to_the_address() {
+    // A valid token and a bad body: the handler never runs, so no session
+    // check charges the request; the address pays, and past its allowance
+    // the answer is 429.
+    let app = spawn_rate_limited(1, 2).await;
+    let alice = app.login("alice", "Laptop", None).await;
+    for _ in 0..2 {
+        let refused = app
+            .post_json("/devices/trust", &alice.token, json!({}))
+            .await;
+        assert_eq!(refused.status, 400);
+    }
+    let limited = app
+        .post_json("/devices/trust", &alice.token, json!({}))
+        .await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.header("retry-after").is_some());
+}

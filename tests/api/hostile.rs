@@ -162,6 +162,7 @@ async fn a_compressed_body_is_refused_unread_and_memory_stays_flat() {
         assert_eq!(body["success"], false, "{body}");
     }
     let peak = peak_rss_kib(server.child.id());
+    eprintln!("peak RSS: {baseline} KiB before the bombs, {peak} KiB after");
     assert!(
         peak <= baseline + 8 * 1024,
         "peak RSS grew from {baseline} KiB to {peak} KiB"

@@ -17,6 +17,7 @@ pub mod docs;
 pub mod middleware;
 pub mod provisioning;
 pub mod retention;
+pub mod service_auth;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

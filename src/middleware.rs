@@ -57,6 +57,8 @@ impl RateLimitSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ClientKey {
     User(String),
+    /// A `platform` request's service key, by name.
+    Service(String),
     Address(std::net::IpAddr),
     Unknown,
 }
@@ -118,9 +120,13 @@ pub async fn rate_limit(
     let subject = request
         .app_data::<web::Data<TokenKeys>>()
         .and_then(|keys| keys.verified_subject(request.request()));
-    let key = match subject {
-        Some(user) => ClientKey::User(user),
-        None => client_addr::of(request.request()).map_or(ClientKey::Unknown, ClientKey::Address),
+    let service = crate::service_auth::rate_limit_key(request.request()).await;
+    let key = match (service, subject) {
+        (Some(name), _) => ClientKey::Service(name),
+        (None, Some(user)) => ClientKey::User(user),
+        (None, None) => {
+            client_addr::of(request.request()).map_or(ClientKey::Unknown, ClientKey::Address)
+        }
     };
     match limiter.check(&key) {
         Ok(()) => next
@@ -234,7 +240,7 @@ fn error_response(status: StatusCode) -> HttpResponse {
 /// another origin cannot read responses, which is the safe default.
 pub fn cors(allowed_origins: &[String]) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -150,6 +150,8 @@ fn generate_enum(
     }
     out.push_str("        }\n    }\n\n");
     let _ = writeln!(out, "    /// Parses a wire value.\n    pub fn from_wire(value: &str) -> Option<Self> {{\n        Self::ALL.into_iter().find(|v| v.as_str() == value)\n    }}\n}}\n");
+    // serde checked the value; a struct that holds one validates it alike.
+    let _ = writeln!(out, "impl Validate for {name} {{\n    fn validate(&self) -> Result<(), String> {{\n        Ok(())\n    }}\n}}\n");
     Ok(())
 }
 
@@ -164,6 +166,8 @@ struct Field {
     /// `minimum` / `maximum` of an integer.
     minimum: Option<i64>,
     maximum: Option<i64>,
+    /// A `$ref` to another schema, whose own keywords are checked too.
+    is_ref: bool,
 }
 
 /// `schema` documents the type, `object` gives its properties; `flattened`
@@ -222,6 +226,7 @@ fn generate_struct(
             max_length: property.get("maxLength").and_then(Value::as_u64),
             minimum: property.get("minimum").and_then(Value::as_i64),
             maximum: property.get("maximum").and_then(Value::as_i64),
+            is_ref: property.get("$ref").is_some(),
         };
         doc_comment(out, "    ", property);
         let mut serde_attrs = vec![format!("rename = {:?}", field.wire_name)];
@@ -272,6 +277,18 @@ fn generate_validate(
         let _ = writeln!(out, "        self.{field}.validate()?;");
     }
     for field in fields {
+        if field.is_ref {
+            if field.rust_type.starts_with("Option<") {
+                let _ = writeln!(
+                    out,
+                    "        if let Some(value) = &self.{} {{ value.validate()?; }}",
+                    field.rust_name
+                );
+            } else {
+                let _ = writeln!(out, "        self.{}.validate()?;", field.rust_name);
+            }
+            continue;
+        }
         let is_integer =
             ["i32", "i64", "Option<i32>", "Option<i64>"].contains(&field.rust_type.as_str());
         if is_integer && (field.minimum.is_some() || field.maximum.is_some()) {

@@ -13,6 +13,7 @@ mod group_commit;
 mod hardening;
 mod logs;
 mod metrics;
+mod platform;
 mod races;
 mod request_ids;
 mod routing;

@@ -117,6 +117,9 @@ pub enum Command {
     Openapi {
         #[arg(long)]
         yaml: bool,
+        /// Without the platform operations (JSON): the document frontend teams generate clients from.
+        #[arg(long, conflicts_with = "yaml")]
+        public: bool,
     },
     /// Security-event webhooks: a new secret, the outbox's state, retrying failed deliveries.
     #[command(subcommand)]

@@ -41,12 +41,16 @@ fn main() -> ExitCode {
 
 fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
     match command {
-        Command::Openapi { yaml } => {
+        Command::Openapi { yaml, public } => {
             if yaml {
                 print!("{}", docs::SPEC_YAML);
             } else {
-                let json =
-                    serde_json::to_string_pretty(docs::spec_json()).map_err(|e| e.to_string())?;
+                let spec = if public {
+                    docs::public_spec_json()
+                } else {
+                    docs::spec_json()
+                };
+                let json = serde_json::to_string_pretty(spec).map_err(|e| e.to_string())?;
                 println!("{json}");
             }
             Ok(())

@@ -206,3 +206,20 @@ async fn concrete_session_paths_are_not_session_ids() {
     let others = app.post("/sessions/revoke-others", &alice.token).await;
     assert_eq!(others.body["revokedCount"], 0);
 }
+
+#[tokio::test]
+async fn the_public_document_is_served_without_the_platform_operations() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/api-docs/public.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let served: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(&served, flashback_devices::docs::public_spec_json());
+    let paths = served["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/devices"));
+    assert!(!paths.keys().any(|p| p.starts_with("/platform")));
+}

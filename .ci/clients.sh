@@ -128,6 +128,9 @@ for who in ts py browser; do
     --device-type MOBILE --os Android --browser Chrome --ip 127.0.0.2 --trusted \
     >"$RUN/$who-phone.json"
 done
+# The key the sign-in round trips call createSession with.
+SERVICE_KEY=$("$BIN" service-key create --name clients 2>/dev/null)
+export SERVICE_KEY
 BIND_ADDR=127.0.0.1:0 WORKERS=2 RUST_LOG=info "$BIN" serve >"$RUN/server.log" 2>&1 &
 SERVER_PID=$!
 BASE_URL=
@@ -191,6 +194,7 @@ step "Browser: Swagger UI in Debian's Chromium (playwright-core), Try it out on 
   cd clients/browser
   npm ci --no-audit --no-fund --loglevel=error
   client_env browser
+  OWN_USER_ID=user-browser OWN_FINGERPRINT=fp-browser-laptop \
   SCREENSHOT=$ROOT/target/swagger-ui-untrust.png node swagger-ui-untrust.mjs
 )
 

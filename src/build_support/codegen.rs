@@ -235,6 +235,19 @@ fn generate_struct(
             serde_attrs.push("default".into());
             serde_attrs.push("skip_serializing_if = \"Option::is_none\"".into());
         }
+        // JSON Schema's integers include `5.0`; and a property that may be
+        // absent is not therefore nullable (serde would take null as absent).
+        let is_integer = ["i32", "i64"].contains(&base_type_of(&field.rust_type));
+        match (is_integer, field.required, field.nullable) {
+            (true, true, false) => serde_attrs.push("deserialize_with = \"wire::integer\"".into()),
+            (true, false, false) => {
+                serde_attrs.push("deserialize_with = \"wire::optional_integer\"".into())
+            }
+            (false, false, false) => {
+                serde_attrs.push("deserialize_with = \"wire::present\"".into())
+            }
+            _ => {}
+        }
         // utoipa treats every Option as optional and nullable; say what the spec says.
         if field.rust_type.starts_with("Option<") {
             schema_attrs.push(format!("required = {}", field.required));
@@ -337,6 +350,14 @@ fn generate_validate(
         let _ = writeln!(out, "        }}");
     }
     out.push_str("        Ok(())\n    }\n}\n\n");
+}
+
+/// `T` of `Option<T>`, else the type itself.
+fn base_type_of(rust_type: &str) -> &str {
+    rust_type
+        .strip_prefix("Option<")
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(rust_type)
 }
 
 /// The Rust type for a property, and whether the spec allows null.

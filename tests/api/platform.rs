@@ -184,6 +184,9 @@ backend_test!(bad_sign_ins_are_400_and_change_nothing, |app| {
     with("ttl too long", &|b| b["ttlSeconds"] = json!(31_536_001));
     with("ttl a string", &|b| b["ttlSeconds"] = json!("600"));
     with("trustDevice a string", &|b| b["trustDevice"] = json!("yes"));
+    with("trustDevice null", &|b| b["trustDevice"] = Value::Null);
+    with("os null", &|b| b["device"]["os"] = Value::Null);
+    with("ttl a fraction", &|b| b["ttlSeconds"] = json!(600.5));
     with("unknown field", &|b| b["admin"] = json!(true));
     with("unknown device field", &|b| {
         b["device"]["colour"] = json!("red")
@@ -220,6 +223,10 @@ backend_test!(bad_sign_ins_are_400_and_change_nothing, |app| {
         user_events(&app, &key, "mallory").await,
         Vec::<Value>::new()
     );
+    // JSON Schema's integers include a zero fraction.
+    let mut whole = sign_in_body("mallory", "fp-m");
+    whole["ttlSeconds"] = json!(600.0);
+    assert_eq!(create_session(&app, &key, whole).await.status, 201);
     // A bad userId in the path.
     let long = app
         .get(&format!("/platform/users/{long_user}/sessions"), &key)

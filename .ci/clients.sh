@@ -163,6 +163,15 @@ step "TypeScript: npm ci, openapi-typescript, tsc --noEmit (strict), round trip 
     --output src/generated/api.ts
   node_modules/.bin/tsc --noEmit
   echo "    tsc --noEmit: no error"
+  # What frontend teams generate from: the public document has no platform operation.
+  curl -sf "$API_BASE_URL/api-docs/public.json" >"$RUN/public.json"
+  generate openapi-typescript-public node_modules/.bin/openapi-typescript "$RUN/public.json" \
+    --output "$RUN/public-api.ts"
+  grep -q '"/devices/{id}/untrust"' "$RUN/public-api.ts" || fail "the public client lacks untrustDevice"
+  if grep -nE '"/platform/|operations\["(createSession|listUser|revokeUserSessions|deleteUserData)' "$RUN/public-api.ts"; then
+    fail "the client generated from /api-docs/public.json has platform operations"
+  fi
+  echo "    the client generated from /api-docs/public.json has no platform operation"
   client_env ts
   node_modules/.bin/tsx src/roundtrip.ts
 )

@@ -31,7 +31,7 @@ reaches its success path (the script explains the whole run at its top):
 - Real identifiers: a generated path id or fingerprint that is valid per the
   spec is, for about half the cases (chosen by a hash of the generated value,
   so replays choose alike), replaced with a real one of the caller:
-  * getDevice / sessionHeartbeat / trustDevice: one of alice's devices,
+  * getDevice / renameDevice / sessionHeartbeat / trustDevice: one of alice's devices,
     sessions (active, expired and revoked ones) or fingerprints;
   * untrustDevice / deleteDevice: the throwaway user's own device (the one
     the token runs on) or a second device of that user;
@@ -209,7 +209,7 @@ def map_case(context, case):
         body = case.body
         if isinstance(body, dict) and body.get("userId") == SHARED["user"]:
             case.body = {**body, "userId": f"st-{uuid.uuid4().hex[:16]}"}
-    elif label == "GET /devices/{id}":
+    elif label in ("GET /devices/{id}", "PATCH /devices/{id}"):
         _replace_path_id(case, SHARED["deviceIds"])
     elif label == "POST /sessions/{id}/heartbeat":
         _replace_path_id(case, SHARED["sessionIds"])

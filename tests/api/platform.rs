@@ -106,6 +106,22 @@ backend_test!(a_sign_in_through_the_api_gives_a_token_that_works, |app| {
     let own = app.events(token).await;
     assert_eq!(own.len(), 4);
     assert_eq!(own[0]["actorService"], json!("sign-in"));
+    // Counted in the metrics by operationId, as every operation.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "flashback_http_requests_total{operation_id=\"createSession\",status_class=\"2xx\"} 2"
+        ),
+        "{metrics}"
+    );
 });
 
 backend_test!(keys_and_tokens_are_accepted_only_where_they_belong, |app| {

@@ -459,3 +459,18 @@ crate::backend_test!(
         assert!(!unknown.status.success());
     }
 );
+
+#[test]
+fn openapi_public_prints_the_document_without_the_platform_operations() {
+    let output = binary().args(["openapi", "--public"]).output().unwrap();
+    assert!(output.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(&printed, flashback_devices::docs::public_spec_json());
+    let paths = printed["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/devices/{id}/untrust"));
+    assert!(!paths.keys().any(|p| p.starts_with("/platform")));
+    // The full document still has them.
+    let full = binary().args(["openapi"]).output().unwrap();
+    let full: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
+    assert!(full["paths"].get("/platform/sessions").is_some());
+}

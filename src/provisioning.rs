@@ -103,7 +103,7 @@ fn prepare(policy: &Policy, request: SignIn, by: SignInBy) -> Result<Prepared, P
             request.fingerprint.as_ref().unwrap_or(&"x".into()),
         ),
     ] {
-        if value.is_empty() || value.len() > 256 {
+        if value.is_empty() || value.chars().count() > 256 {
             return Err(ProvisionError::Invalid(format!(
                 "--{name} must be 1 to 256 characters"
             )));

@@ -239,6 +239,10 @@ backend_test!(bad_sign_ins_are_400_and_change_nothing, |app| {
         user_events(&app, &key, "mallory").await,
         Vec::<Value>::new()
     );
+    // 128 characters of three bytes each are a valid userId.
+    let wide = "é".repeat(64) + &"語".repeat(64);
+    let signed_in = create_session(&app, &key, sign_in_body(&wide, "fp-wide")).await;
+    assert_eq!(signed_in.status, 201, "{}", signed_in.body);
     // JSON Schema's integers include a zero fraction.
     let mut whole = sign_in_body("mallory", "fp-m");
     whole["ttlSeconds"] = json!(600.0);

@@ -190,6 +190,9 @@ for who in ts orval heyapi py rust browser; do
     --device-type MOBILE --os Android --browser Chrome --ip 127.0.0.2 --trusted \
     >"$RUN/$who-phone.json"
 done
+# The key the sign-in round trips call createSession with.
+SERVICE_KEY=$("$BIN" service-key create --name clients 2>/dev/null)
+export SERVICE_KEY
 BIND_ADDR=127.0.0.1:0 WORKERS=2 RUST_LOG=info "$BIN" serve >"$RUN/server.log" 2>&1 &
 SERVER_PID=$!
 BASE_URL=
@@ -255,6 +258,16 @@ step "TypeScript: npm ci; openapi-typescript, orval, @hey-api/openapi-ts from th
     fi
   done
   echo "    no \`any\` in the generated types of the three generators"
+
+  # What frontend teams generate from: the public document has no platform operation.
+  curl -sf "$BASE_URL/api-docs/public.json" >"$RUN/public.json"
+  generate openapi-typescript-public node_modules/.bin/openapi-typescript "$RUN/public.json" \
+    --output "$RUN/public-api.ts"
+  grep -q '"/devices/{id}/untrust"' "$RUN/public-api.ts" || fail "the public client lacks untrustDevice"
+  if grep -nE '"/platform/|operations\["(createSession|listUser|revokeUserSessions|deleteUserData)' "$RUN/public-api.ts"; then
+    fail "the client generated from /api-docs/public.json has platform operations"
+  fi
+  echo "    the client generated from /api-docs/public.json has no platform operation"
 
   step "TypeScript: round trips through the Prism proxy (openapi-fetch, orval, @hey-api/openapi-ts)"
   client_env ts
@@ -327,6 +340,7 @@ step "Browser: Swagger UI in Debian's Chromium (playwright-core), Try it out on 
   npm ci --no-audit --no-fund --loglevel=error
   client_env browser
   export API_BASE_URL=$BASE_URL
+  OWN_USER_ID=user-browser OWN_FINGERPRINT=fp-browser-laptop \
   SCREENSHOT=$ROOT/target/swagger-ui-untrust.png node swagger-ui-untrust.mjs
 )
 

@@ -40,6 +40,10 @@
 # documented 400, which positive_data_acceptance rightly calls a rejection of
 # valid data). Invalid (negative) values are never replaced.
 #
+# The platform operations run with a service key (`service-key create`);
+# revokeUserSessions and deleteUserData never get alice's userId (the hooks
+# give them throwaway users), so her fixtures survive them too.
+#
 # Exclusions: none; every check is on and no failure is filtered.
 # contract/schemathesis.toml keeps the fuzzing phase from drawing path ids
 # from earlier responses, which made it stop after ~15 cases per operation
@@ -104,6 +108,10 @@ server_pid=$!
 
 step "fixtures: user alice (devices, active/expired/revoked sessions)"
 "$PY" contract/run_support.py fixtures "$BINARY" "$BASE_URL" "$RUN_DIR/fixtures.json"
+
+step "a service key for the platform operations"
+CONTRACT_SERVICE_KEY="$("$BINARY" service-key create --name schemathesis 2>/dev/null)"
+export CONTRACT_SERVICE_KEY
 
 seed_args=()
 if [[ "$SCHEMATHESIS_SEED" != random ]]; then

@@ -18,10 +18,20 @@ reaches its success path (the script explains the whole run at its top):
     operation, so it stays valid for the whole run (the script checks that
     afterwards, and the `authenticated_requests_accepted` check below fails
     any authenticated request that gets a 401).
+- The platform operations (`/platform/...`) take the service key the script
+  created (`flashback-devices service-key create`, in $CONTRACT_SERVICE_KEY)
+  instead of a user's token. Their destructive ones, revokeUserSessions and
+  deleteUserData, never get alice's `userId`: a generated id that is alice's
+  becomes a throwaway user's, and for about half the valid generated ids a
+  throwaway user with a session is created for the case (so there is
+  something to revoke or erase). createSession never signs alice in (her
+  sessions stay under the per-user limit). The listings get alice's id for
+  about half the valid generated ids; listUserSecurityEvents with a cursor
+  that is valid per the spec gets alice's id and her real cursor.
 - Real identifiers: a generated path id or fingerprint that is valid per the
   spec is, for about half the cases (chosen by a hash of the generated value,
   so replays choose alike), replaced with a real one of the caller:
-  * getDevice / sessionHeartbeat / trustDevice: one of alice's devices,
+  * getDevice / renameDevice / sessionHeartbeat / trustDevice: one of alice's devices,
     sessions (active, expired and revoked ones) or fingerprints;
   * untrustDevice / deleteDevice: the throwaway user's own device (the one
     the token runs on) or a second device of that user;
@@ -64,6 +74,20 @@ with open(os.environ["CONTRACT_FIXTURES"], encoding="utf-8") as _file:
 
 BINARY = FIXTURES["binary"]
 SHARED = FIXTURES["shared"]
+SERVICE_KEY = os.environ["CONTRACT_SERVICE_KEY"]
+
+# The platform operations that end or erase what a user has.
+PLATFORM_DESTRUCTIVE = {
+    "POST /platform/users/{userId}/sessions/revoke-all",
+    "DELETE /platform/users/{userId}",
+}
+PLATFORM_LISTINGS = {
+    "GET /platform/users/{userId}/devices",
+    "GET /platform/users/{userId}/sessions",
+    "GET /platform/users/{userId}/security-events",
+}
+# The spec's `UserId`: 1 to 128 characters.
+MAX_USER_ID = 128
 
 # The operations that can end the session of the token they are called with.
 DESTRUCTIVE = {
@@ -159,6 +183,8 @@ class BearerTokens:
     """A session of its own for each destructive case; alice's token for the rest."""
 
     def get(self, case, context):
+        if context.operation.path.startswith("/platform/"):
+            return {"token": SERVICE_KEY, "operationId": None}
         operation_id = DESTRUCTIVE.get(context.operation.label)
         if operation_id is None:
             return {"token": SHARED["token"], "operationId": None}
@@ -175,7 +201,15 @@ class BearerTokens:
 def map_case(context, case):
     """For about half the valid generated ids and fingerprints: one of alice's."""
     label = context.operation.label
-    if label == "GET /devices/{id}":
+    if label in PLATFORM_DESTRUCTIVE:
+        _platform_target(case)
+    elif label in PLATFORM_LISTINGS:
+        _platform_listing(case, label)
+    elif label == "POST /platform/sessions":
+        body = case.body
+        if isinstance(body, dict) and body.get("userId") == SHARED["user"]:
+            case.body = {**body, "userId": f"st-{uuid.uuid4().hex[:16]}"}
+    elif label in ("GET /devices/{id}", "PATCH /devices/{id}"):
         _replace_path_id(case, SHARED["deviceIds"])
     elif label == "POST /sessions/{id}/heartbeat":
         _replace_path_id(case, SHARED["sessionIds"])
@@ -194,6 +228,35 @@ def map_case(context, case):
                 if choice < len(SHARED["fingerprints"]):
                     case.body = {**body, "fingerprint": SHARED["fingerprints"][choice]}
     return case
+
+
+def _valid_user_id(value: object) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= MAX_USER_ID
+
+
+def _platform_target(case) -> None:
+    """Never alice; for about half the valid ids, a throwaway user with a session."""
+    generated = (case.path_parameters or {}).get("userId")
+    if not _valid_user_id(generated):
+        return  # a negative case: keep it invalid
+    if generated == SHARED["user"] or _bucket(generated, 2) == 0:
+        user = f"st-{uuid.uuid4().hex[:16]}"
+        _mint(user, f"fp-{uuid.uuid4().hex[:12]}", "platform target")
+        case.path_parameters = {**case.path_parameters, "userId": user}
+
+
+def _platform_listing(case, label: str) -> None:
+    """Alice's id for about half the valid ids (and always with a valid cursor)."""
+    generated = (case.path_parameters or {}).get("userId")
+    if not _valid_user_id(generated):
+        return
+    query = case.query if isinstance(case.query, dict) else {}
+    cursor = query.get("cursor")
+    if label.endswith("/security-events") and isinstance(cursor, str) and VALID_CURSOR.fullmatch(cursor):
+        case.path_parameters = {**case.path_parameters, "userId": SHARED["user"]}
+        case.query = {**query, "cursor": SHARED["cursor"]}
+    elif _bucket(generated, 2) == 0:
+        case.path_parameters = {**case.path_parameters, "userId": SHARED["user"]}
 
 
 def _replace_path_id(case, real_ids: list[str]) -> None:

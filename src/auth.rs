@@ -519,7 +519,7 @@ impl Refused {
 
 /// The token of an `Authorization: Bearer <token>` header, refusing anything
 /// else (other schemes, a doubled `Bearer`, empty or over-long tokens).
-fn bearer_token(request: &HttpRequest) -> Result<&str, Refused> {
+pub(crate) fn bearer_token(request: &HttpRequest) -> Result<&str, Refused> {
     let mut values = request.headers().get_all(header::AUTHORIZATION);
     let value = values.next().ok_or_else(Refused::missing)?;
     if values.next().is_some() {

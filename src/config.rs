@@ -66,6 +66,22 @@ pub struct CommonArgs {
         global = true
     )]
     pub session_extension_seconds: u64,
+    /// How long a session lasts at most from its sign-in, whatever its heartbeats, in seconds; 0: no limit.
+    #[arg(
+        long,
+        env = "SESSION_MAX_LIFETIME_SECONDS",
+        default_value_t = 2_592_000,
+        global = true
+    )]
+    pub session_max_lifetime_seconds: u64,
+    /// Active sessions one user may have; a sign-in beyond it ends the least recently active ones. 0: no limit.
+    #[arg(
+        long,
+        env = "MAX_SESSIONS_PER_USER",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_sessions_per_user: u32,
     /// How log lines are written: text (human-readable) or json (one object per line).
     #[arg(
         long,
@@ -82,6 +98,10 @@ impl CommonArgs {
         Policy {
             trust_period: Duration::from_secs(u64::from(self.trust_period_days) * 24 * 3600),
             session_extension: Duration::from_secs(self.session_extension_seconds),
+            session_max_lifetime: (self.session_max_lifetime_seconds > 0)
+                .then(|| Duration::from_secs(self.session_max_lifetime_seconds)),
+            max_sessions_per_user: (self.max_sessions_per_user > 0)
+                .then_some(self.max_sessions_per_user),
         }
     }
 }
@@ -94,6 +114,9 @@ pub enum Command {
     /// Manage sessions from the command line.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Keys of the deployment's own services, for the platform operations.
+    #[command(subcommand, name = "service-key")]
+    ServiceKey(ServiceKeyCommand),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the OpenAPI document (JSON, or YAML with --yaml).
@@ -103,6 +126,9 @@ pub enum Command {
         /// 3.1: the source document; 3.0: its 3.0.3 edition, for the tools that read 3.0 only.
         #[arg(long, default_value = "3.1", value_parser = ["3.1", "3.0"])]
         spec_version: String,
+        /// Without the platform operations (JSON, 3.1): the document frontend teams generate clients from.
+        #[arg(long, conflicts_with_all = ["yaml", "spec_version"])]
+        public: bool,
     },
     /// Security-event webhooks: a new secret, the outbox's state, retrying failed deliveries.
     #[command(subcommand)]
@@ -117,6 +143,23 @@ pub enum WebhookCommand {
     Status,
     /// Put every failed delivery back to pending (retried from now, for a new retry period).
     Retry,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceKeyCommand {
+    /// Create a key and print it, once (only its hash is stored).
+    Create {
+        /// The key's name, shown as `actorService` in security events: 1 to 64 characters of A-Za-z0-9._-.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys: name, created, last used (never the key).
+    List,
+    /// Revoke the key named NAME: refused from the next request on, on every server.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -175,6 +218,9 @@ pub struct ServeArgs {
     /// the metrics show traffic, refusals and the pool's state).
     #[arg(long, env = "METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
     pub metrics_public: bool,
+    /// Serve the platform operations (/platform/...) on this address only (BIND_ADDR then answers 404 for them).
+    #[arg(long, env = "PLATFORM_BIND_ADDR")]
+    pub platform_bind_addr: Option<String>,
     /// on: waiting writes share one transaction and one commit (one writer);
     /// off: every write commits alone, concurrently; auto: on for SQLite, off
     /// for PostgreSQL (which groups concurrent commits itself, and gains more
@@ -240,6 +286,11 @@ impl ServeArgs {
                 .map(|a| a.trim().to_owned())
                 .filter(|a| !a.is_empty()),
             metrics_public: self.metrics_public,
+            platform_bind_addr: self
+                .platform_bind_addr
+                .as_ref()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
             webhooks: self.webhooks()?,
             body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
         })

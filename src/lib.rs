@@ -18,6 +18,7 @@ pub mod middleware;
 pub mod provisioning;
 pub mod rate_limit;
 pub mod retention;
+pub mod service_auth;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -5,8 +5,8 @@ use flashback_devices::{
     api::types::DeviceType,
     auth::TokenKeys,
     config::{
-        resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, SessionCommand,
-        SessionCreateArgs, WebhookCommand,
+        resolve_jwt_secret, Cli, Command, CommonArgs, SecretSource, ServeArgs, ServiceKeyCommand,
+        SessionCommand, SessionCreateArgs, WebhookCommand,
     },
     cursor::CursorKey,
     db::{DatabaseUrl, Db, PoolSettings},
@@ -41,7 +41,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
     match command {
-        Command::Openapi { yaml, spec_version } => {
+        Command::Openapi {
+            yaml,
+            spec_version,
+            public,
+        } => {
             if spec_version == "3.0" {
                 if yaml {
                     print!("{}", docs::SPEC_3_0_YAML);
@@ -51,8 +55,12 @@ fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
             } else if yaml {
                 print!("{}", docs::SPEC_YAML);
             } else {
-                let json =
-                    serde_json::to_string_pretty(docs::spec_json()).map_err(|e| e.to_string())?;
+                let spec = if public {
+                    docs::public_spec_json()
+                } else {
+                    docs::spec_json()
+                };
+                let json = serde_json::to_string_pretty(spec).map_err(|e| e.to_string())?;
                 println!("{json}");
             }
             Ok(())
@@ -70,6 +78,7 @@ fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
             Ok(())
         }
         Command::Session(SessionCommand::Create(args)) => create_session(args, common),
+        Command::ServiceKey(command) => service_keys(command, common),
         Command::Webhook(WebhookCommand::Secret) => {
             println!("{}", WebhookSecret::generate());
             Ok(())
@@ -151,6 +160,76 @@ fn webhook_outbox(command: WebhookCommand, common: &CommonArgs) -> Result<(), St
                 }
                 None => println!("oldest pending: none"),
             }
+        }
+    }
+    Ok(())
+}
+
+/// `service-key create`, `list` and `revoke`, on the database all servers share.
+fn service_keys(command: ServiceKeyCommand, common: &CommonArgs) -> Result<(), String> {
+    use flashback_devices::{
+        db::{self, models::ServiceKeyRow, service_keys},
+        service_auth,
+    };
+    let url = DatabaseUrl::parse(&common.database_url).map_err(|e| e.to_string())?;
+    let db = open_db(
+        url,
+        PoolSettings {
+            max_size: 1,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        },
+    )?;
+    match command {
+        ServiceKeyCommand::Create { name } => {
+            service_auth::check_name(&name)?;
+            let key = service_auth::generate();
+            let row = ServiceKeyRow {
+                name: name.clone(),
+                key_hash: service_auth::hash(&key),
+                created_at: db::now(),
+                last_used_at: None,
+            };
+            let created = db
+                .run_blocking(|conn| {
+                    db::write_transaction(conn, |conn| service_keys::create(conn, &row))
+                })
+                .map_err(|e| e.to_string())?;
+            if !created {
+                return Err(format!(
+                    "a service key named {name} exists already (revoke it first to replace it)"
+                ));
+            }
+            // Printed, never logged: the one time the key is shown.
+            println!("{key}");
+            eprintln!("service key {name} created; store it now, it cannot be shown again");
+        }
+        ServiceKeyCommand::List => {
+            let keys = db
+                .run_blocking(service_keys::list)
+                .map_err(|e| e.to_string())?;
+            println!("NAME\tCREATED\tLAST USED");
+            for key in keys {
+                let last_used = key.last_used_at.map_or_else(
+                    || "never".to_owned(),
+                    |at| format!("{}Z", at.format("%Y-%m-%dT%H:%M:%S")),
+                );
+                println!(
+                    "{}\t{}Z\t{last_used}",
+                    key.name,
+                    key.created_at.format("%Y-%m-%dT%H:%M:%S")
+                );
+            }
+        }
+        ServiceKeyCommand::Revoke { name } => {
+            let revoked = db
+                .run_blocking(|conn| {
+                    db::write_transaction(conn, |conn| service_keys::revoke(conn, &name))
+                })
+                .map_err(|e| e.to_string())?;
+            if !revoked {
+                return Err(format!("no service key is named {name}"));
+            }
+            println!("service key {name} revoked");
         }
     }
     Ok(())
@@ -250,6 +329,10 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
         if let (Some(port), Some(address)) = (app.metrics_port(), &options.metrics_bind_addr) {
             let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
             log::info!("metrics at http://{host}:{port}/metrics");
+        }
+        if let (Some(port), Some(address)) = (app.platform_port(), &options.platform_bind_addr) {
+            let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            log::info!("platform operations at http://{host}:{port}/platform/");
         }
         if let Some(demo) = demo {
             // Printed, not logged: it is the one token development mode hands out on purpose.

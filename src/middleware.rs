@@ -19,7 +19,7 @@ use crate::{
     api::types::ErrorResponse,
     auth::TokenKeys,
     client_addr,
-    rate_limit::{Charge, Charged, RetryAfter},
+    rate_limit::{Charge, Charged, ClientKey, RetryAfter},
     telemetry::{self, Refusal},
 };
 
@@ -50,6 +50,16 @@ pub async fn rate_limit(
             .map(ServiceResponse::map_into_left_body);
     };
     let limiter: Arc<ClientRateLimiter> = Arc::clone(&limiter);
+    if let Some(name) = crate::service_auth::rate_limit_key(request.request()).await {
+        // A platform request with a valid service key: counted per key.
+        return match limiter.check(&ClientKey::Service(name)) {
+            Ok(()) => next
+                .call(request)
+                .await
+                .map(ServiceResponse::map_into_left_body),
+            Err(wait_seconds) => Ok(too_many_requests(request.request().clone(), wait_seconds)),
+        };
+    }
     let address = limiter.address_key(client_addr::of(request.request()));
     let signed = request
         .app_data::<web::Data<TokenKeys>>()
@@ -203,7 +213,7 @@ fn error_response(status: StatusCode) -> HttpResponse {
 /// another origin cannot read responses, which is the safe default.
 pub fn cors(allowed_origins: &[String]) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -1,6 +1,6 @@
-//! Creating sessions outside the API: `session create` on the command line,
-//! and the demo data that development mode seeds into an empty database. In
-//! production a sign-in service writes sessions to the same tables.
+//! Sign-ins: `createSession` (the sign-in service, with a service key),
+//! `session create` on the command line, and the demo data that development
+//! mode seeds into an empty database, all through the same writes.
 
 use std::time::Duration;
 
@@ -63,17 +63,39 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Registers the device (or refreshes the user's device with that
-/// fingerprint) and a new session on it, records `SESSION_STARTED` (and
-/// `DEVICE_TRUSTED` when it trusts the device) in the same transaction, and
-/// signs the session's token. The events have no actor session (this is not
-/// a request of one); their address and User-Agent are the sign-in's.
-pub fn sign_in(
-    db: &Db,
-    tokens: &TokenKeys,
-    policy: &Policy,
-    request: SignIn,
-) -> Result<IssuedSession, ProvisionError> {
+/// Who asked for a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInBy {
+    /// `session create`, the demo data, tests.
+    CommandLine,
+    /// `createSession`, with the service key named so.
+    Service(String),
+}
+
+/// What a sign-in did, as the transaction left it.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub issued: IssuedSession,
+    pub session: SessionRow,
+    pub device: DeviceRow,
+    /// The device was registered by this sign-in.
+    pub new_device: bool,
+}
+
+/// A checked sign-in, ready to be written (the rows are cloned into each
+/// try of the write, which the writer may retry).
+#[derive(Debug, Clone)]
+struct Prepared {
+    device: DeviceRow,
+    session: SessionRow,
+    actor: Actor,
+    trusted_until: Option<chrono::NaiveDateTime>,
+    by: SignInBy,
+    max_sessions: Option<u32>,
+    now: chrono::NaiveDateTime,
+}
+
+fn prepare(policy: &Policy, request: SignIn, by: SignInBy) -> Result<Prepared, ProvisionError> {
     for (name, value) in [
         ("user", &request.user_id),
         (
@@ -81,7 +103,7 @@ pub fn sign_in(
             request.fingerprint.as_ref().unwrap_or(&"x".into()),
         ),
     ] {
-        if value.is_empty() || value.len() > 256 {
+        if value.is_empty() || value.chars().count() > 256 {
             return Err(ProvisionError::Invalid(format!(
                 "--{name} must be 1 to 256 characters"
             )));
@@ -90,7 +112,7 @@ pub fn sign_in(
     let now = db::now();
     let ttl = chrono::TimeDelta::from_std(request.ttl)
         .map_err(|_| ProvisionError::Invalid("--ttl is too large".into()))?;
-    let expires_at = now + ttl;
+    let expires_at = policy.cap_expiry(now, now + ttl);
     let (city, country) = match request.location.as_deref().and_then(|l| l.split_once(',')) {
         Some((city, country)) => (
             Some(city.trim().to_owned()),
@@ -99,7 +121,7 @@ pub fn sign_in(
         None => (None, None),
     };
     let trusted_until = request.trusted.then(|| now + policy.trust_period);
-    let mut device = DeviceRow {
+    let device = DeviceRow {
         id: new_id(),
         user_id: request.user_id.clone(),
         fingerprint: request
@@ -129,6 +151,10 @@ pub fn sign_in(
         session_id: None,
         ip_address: request.ip_address.clone(),
         user_agent: device.user_agent.clone(),
+        service: match &by {
+            SignInBy::Service(name) => Some(name.clone()),
+            SignInBy::CommandLine => None,
+        },
     };
     let session = SessionRow {
         id: new_id(),
@@ -142,46 +168,151 @@ pub fn sign_in(
         expires_at,
         revoked_at: None,
     };
-    let (device_id, session_id) = db.run_blocking(move |conn| {
-        db::write_transaction(conn, |conn| {
-            match db::devices::find_by_fingerprint(conn, &device.user_id, &device.fingerprint)? {
-                Some(existing) => {
-                    device.id = existing.id;
-                    db::devices::record_sign_in(conn, &device)?;
-                    if let Some(until) = trusted_until {
-                        db::devices::trust(conn, &device.user_id, &device.fingerprint, until)?;
-                    }
-                }
-                None => db::devices::insert(conn, &device)?,
-            }
-            let session = SessionRow {
-                device_id: device.id.clone(),
-                ..session
-            };
-            db::sessions::insert(conn, &session)?;
-            let event = |kind: SecurityEventType| {
-                SecurityEventRow::new(&device.user_id, kind.as_str(), &actor, now)
-                    .device(&device.id, &device.device_name)
-            };
-            db::events::record(
-                conn,
-                &event(SecurityEventType::SessionStarted).session(&session.id),
-            )?;
-            if trusted_until.is_some() {
-                db::events::record(conn, &event(SecurityEventType::DeviceTrusted))?;
-            }
-            Ok((device.id, session.id))
-        })
-    })?;
-    let expires_at = crate::api::devices::utc(expires_at);
-    let token = tokens.sign(&request.user_id, &session_id, expires_at)?;
-    Ok(IssuedSession {
-        token,
-        session_id,
-        device_id,
-        user_id: request.user_id,
-        expires_at,
+    Ok(Prepared {
+        device,
+        session,
+        actor,
+        trusted_until,
+        by,
+        max_sessions: policy.max_sessions_per_user,
+        now,
     })
+}
+
+/// The sign-in's writes, inside the caller's write transaction: registers
+/// the device (or refreshes the user's device with that fingerprint) and a
+/// new session on it, ends the sessions beyond the per-user limit, and
+/// records the events: `SESSION_STARTED`, `NEW_DEVICE_SIGN_IN` when a
+/// service registered the device, `DEVICE_TRUSTED` when it trusts the
+/// device, `SESSION_REVOKED` for each session the limit ended. Returns the
+/// session, the device as it is now, and whether it is new.
+fn write(
+    conn: &mut db::AnyConnection,
+    prepared: Prepared,
+) -> Result<(SessionRow, DeviceRow, bool), diesel::result::Error> {
+    let Prepared {
+        mut device,
+        session,
+        actor,
+        trusted_until,
+        by,
+        max_sessions,
+        now,
+    } = prepared;
+    let new_device =
+        match db::devices::find_by_fingerprint(conn, &device.user_id, &device.fingerprint)? {
+            Some(existing) => {
+                device.id = existing.id;
+                if matches!(by, SignInBy::Service(_)) {
+                    // The name the user chose (renameDevice) outlives sign-ins.
+                    device.device_name = existing.device_name;
+                }
+                db::devices::record_sign_in(conn, &device)?;
+                if let Some(until) = trusted_until {
+                    db::devices::trust(conn, &device.user_id, &device.fingerprint, until)?;
+                }
+                false
+            }
+            None => {
+                db::devices::insert(conn, &device)?;
+                true
+            }
+        };
+    let session = SessionRow {
+        device_id: device.id.clone(),
+        ..session
+    };
+    db::sessions::insert(conn, &session)?;
+    let event = |kind: SecurityEventType| {
+        SecurityEventRow::new(&device.user_id, kind.as_str(), &actor, now)
+            .device(&device.id, &device.device_name)
+    };
+    db::events::record(
+        conn,
+        &event(SecurityEventType::SessionStarted).session(&session.id),
+    )?;
+    if new_device && matches!(by, SignInBy::Service(_)) {
+        db::events::record(
+            conn,
+            &event(SecurityEventType::NewDeviceSignIn).session(&session.id),
+        )?;
+    }
+    if trusted_until.is_some() {
+        db::events::record(conn, &event(SecurityEventType::DeviceTrusted))?;
+    }
+    if let Some(max) = max_sessions {
+        for (revoked, device_id, device_name) in
+            db::sessions::revoke_beyond(conn, &device.user_id, i64::from(max), now)?
+        {
+            let revoked_event = SecurityEventRow::new(
+                &device.user_id,
+                SecurityEventType::SessionRevoked.as_str(),
+                &actor,
+                now,
+            )
+            .device(&device_id, &device_name)
+            .session(&revoked)
+            .revoked(1);
+            db::events::record(conn, &revoked_event)?;
+        }
+    }
+    let device = db::devices::find_by_fingerprint(conn, &device.user_id, &device.fingerprint)?
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok((session, device, new_device))
+}
+
+fn issue(
+    tokens: &TokenKeys,
+    session: SessionRow,
+    device: DeviceRow,
+    new_device: bool,
+) -> Result<SignedIn, ProvisionError> {
+    let expires_at = crate::api::devices::utc(session.expires_at);
+    let token = tokens.sign(&session.user_id, &session.id, expires_at)?;
+    Ok(SignedIn {
+        issued: IssuedSession {
+            token,
+            session_id: session.id.clone(),
+            device_id: device.id.clone(),
+            user_id: session.user_id.clone(),
+            expires_at,
+        },
+        session,
+        device,
+        new_device,
+    })
+}
+
+/// A sign-in from the command line (or the demo data): the writes of
+/// [`write`] in one transaction, then the session's token. The events have
+/// no actor session (this is not a request of one); their address and
+/// User-Agent are the sign-in's. Blocking.
+pub fn sign_in(
+    db: &Db,
+    tokens: &TokenKeys,
+    policy: &Policy,
+    request: SignIn,
+) -> Result<IssuedSession, ProvisionError> {
+    let prepared = prepare(policy, request, SignInBy::CommandLine)?;
+    let (session, device, new_device) = db.run_blocking(move |conn| {
+        db::write_transaction(conn, |conn| write(conn, prepared.clone()))
+    })?;
+    Ok(issue(tokens, session, device, new_device)?.issued)
+}
+
+/// A sign-in by a service (`createSession`): the same writes as
+/// [`sign_in`], through the server's writer, with the service's name as the
+/// events' actor.
+pub async fn sign_in_by_service(
+    db: &Db,
+    tokens: &TokenKeys,
+    policy: &Policy,
+    request: SignIn,
+    service: &str,
+) -> Result<SignedIn, ProvisionError> {
+    let prepared = prepare(policy, request, SignInBy::Service(service.to_owned()))?;
+    let (session, device, new_device) = db.write(move |conn| write(conn, prepared.clone())).await?;
+    issue(tokens, session, device, new_device)
 }
 
 pub const DEMO_USER: &str = "demo-user";

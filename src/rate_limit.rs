@@ -57,6 +57,8 @@ impl RateLimitSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientKey {
     User(String),
+    /// A `platform` request's service key, by name.
+    Service(String),
     Address(IpAddr),
     Unknown,
 }

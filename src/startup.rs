@@ -29,6 +29,8 @@ pub struct Application {
     server: Server,
     /// The `METRICS_BIND_ADDR` listener's port and server, when there is one.
     metrics: Option<(u16, Server)>,
+    /// The `PLATFORM_BIND_ADDR` listener's port and server, when there is one.
+    platform: Option<(u16, Server)>,
     /// The retention task, run beside the server and stopped with it.
     retention: Option<(Db, RetentionSettings)>,
     /// The webhook dispatcher, likewise.
@@ -54,6 +56,10 @@ pub struct ServerOptions {
     /// Without `metrics_bind_addr`: serve `getMetrics` on `bind_addr`
     /// (else it is served nowhere).
     pub metrics_public: bool,
+    /// Serve the `platform` operations on this address only (`bind_addr`
+    /// then answers 404 for them), so that they need not be exposed with
+    /// the API.
+    pub platform_bind_addr: Option<String>,
     /// Where security events are pushed; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     /// How long a request body may take to arrive (408 after that).
@@ -75,6 +81,7 @@ impl ServerOptions {
             metrics_bind_addr: None,
             // The tests scrape the API listener.
             metrics_public: true,
+            platform_bind_addr: None,
             webhooks: None,
             body_timeout: BodyDeadline::default().0,
         }
@@ -117,6 +124,15 @@ impl Application {
             }
             None => None,
         };
+        let platform_listener = match &options.platform_bind_addr {
+            Some(address) => {
+                let listener = TcpListener::bind(address).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("PLATFORM_BIND_ADDR {address}: {e}"))
+                })?;
+                Some((listener.local_addr()?.port(), listener))
+            }
+            None => None,
+        };
         let retention = options
             .event_retention
             .map(|settings| (state.db.clone(), settings));
@@ -129,9 +145,10 @@ impl Application {
             .clone()
             .filter(|settings| !settings.urls.is_empty())
             .map(|settings| (state.db.clone(), settings, webhook_metrics));
-        let server = run(
+        let state = web::Data::new(state);
+        let server = run_scoped(
             listener,
-            web::Data::new(state),
+            state.clone(),
             options,
             metrics.clone(),
             if metrics_listener.is_none() && options.metrics_public {
@@ -139,7 +156,26 @@ impl Application {
             } else {
                 MetricsListener::NotHere
             },
+            if platform_listener.is_some() {
+                PlatformScope::PublicOnly
+            } else {
+                PlatformScope::All
+            },
         )?;
+        let platform = match platform_listener {
+            Some((port, listener)) => Some((
+                port,
+                run_scoped(
+                    listener,
+                    state,
+                    options,
+                    metrics.clone(),
+                    MetricsListener::NotHere,
+                    PlatformScope::PlatformOnly,
+                )?,
+            )),
+            None => None,
+        };
         let metrics = match metrics_listener {
             Some((port, listener)) => Some((port, run_metrics(listener, metrics)?)),
             None => None,
@@ -148,6 +184,7 @@ impl Application {
             port,
             server,
             metrics,
+            platform,
             retention,
             webhooks,
         })
@@ -162,6 +199,11 @@ impl Application {
         self.metrics.as_ref().map(|(port, _)| *port)
     }
 
+    /// The port of the platform listener, when `platform_bind_addr` was given.
+    pub fn platform_port(&self) -> Option<u16> {
+        self.platform.as_ref().map(|(port, _)| *port)
+    }
+
     /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
     /// retention task and the webhook dispatcher run meanwhile and are
     /// dropped when the server stops (a batch already handed to the database
@@ -173,10 +215,22 @@ impl Application {
         let Self {
             server,
             metrics,
+            platform,
             retention,
             webhooks,
             ..
         } = self;
+        // The platform listener serves alongside the API's and stops with it
+        // (both answer SIGINT/SIGTERM).
+        let server = async move {
+            match platform {
+                None => server.await,
+                Some((_, platform)) => {
+                    let (api, platform) = join(server, platform).await;
+                    api.and(platform)
+                }
+            }
+        };
         let metrics_handle: Option<ServerHandle> =
             metrics.as_ref().map(|(_, server)| server.handle());
         let api = async move {
@@ -218,6 +272,71 @@ pub fn run(
     metrics: Metrics,
     metrics_listener: MetricsListener,
 ) -> std::io::Result<Server> {
+    run_scoped(
+        listener,
+        state,
+        options,
+        metrics,
+        metrics_listener,
+        PlatformScope::All,
+    )
+}
+
+/// Which operations a listener serves, as to the `platform` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformScope {
+    /// All operations: no `PLATFORM_BIND_ADDR`.
+    All,
+    /// All but the platform operations (`BIND_ADDR` beside a `PLATFORM_BIND_ADDR`).
+    PublicOnly,
+    /// The platform operations only (`PLATFORM_BIND_ADDR`).
+    PlatformOnly,
+}
+
+impl PlatformScope {
+    fn serves(self, path: &str) -> bool {
+        let platform = path == "/platform" || path.starts_with("/platform/");
+        match self {
+            Self::All => true,
+            Self::PublicOnly => !platform,
+            Self::PlatformOnly => platform,
+        }
+    }
+}
+
+/// Answers 404, as for any unknown path, for what this listener does not
+/// serve (see [`PlatformScope`]), before anything else looks at the request.
+async fn platform_scope(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let scope = request
+        .app_data::<web::Data<PlatformScope>>()
+        .map_or(PlatformScope::All, |scope| *scope.get_ref());
+    if scope.serves(request.path()) {
+        return next
+            .call(request)
+            .await
+            .map(actix_web::dev::ServiceResponse::map_into_left_body);
+    }
+    let response =
+        actix_web::HttpResponse::NotFound().json(api::types::ErrorResponse::new("Not found"));
+    Ok(request.into_response(response).map_into_right_body())
+}
+
+/// [`run`], serving what `scope` says of the platform operations.
+pub fn run_scoped(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    options: &ServerOptions,
+    metrics: Metrics,
+    metrics_listener: MetricsListener,
+    scope: PlatformScope,
+) -> std::io::Result<Server> {
+    let scope = web::Data::new(scope);
     // One limiter shared by all workers, so a client's allowance is per process.
     let limiter = options
         .rate_limit
@@ -237,7 +356,8 @@ pub fn run(
             .app_data(trusted_proxies.clone())
             .app_data(metrics.clone())
             .app_data(metrics_listener.clone())
-            .app_data(body_deadline);
+            .app_data(body_deadline)
+            .app_data(scope.clone());
         if let Some(limiter) = &limiter {
             app = app.app_data(limiter.clone());
         }
@@ -254,6 +374,7 @@ pub fn run(
         .default_service(web::to(error::route_not_found))
         // Innermost first: the limiter sees requests after CORS has answered preflights.
         .wrap(from_fn(middleware::rate_limit))
+        .wrap(from_fn(platform_scope))
         .wrap(Condition::new(
             !origins.is_empty(),
             middleware::cors(&origins),

@@ -11,6 +11,12 @@ pub struct Policy {
     pub trust_period: Duration,
     /// How far `sessionHeartbeat` moves a session's expiry.
     pub session_extension: Duration,
+    /// How long a session lasts at most from its start, whatever its
+    /// heartbeats (`SESSION_MAX_LIFETIME_SECONDS`); `None`: no limit.
+    pub session_max_lifetime: Option<Duration>,
+    /// Active sessions a user may have; a sign-in beyond it ends the least
+    /// recently active ones (`MAX_SESSIONS_PER_USER`); `None`: no limit.
+    pub max_sessions_per_user: Option<u32>,
 }
 
 impl Default for Policy {
@@ -18,6 +24,8 @@ impl Default for Policy {
         Self {
             trust_period: Duration::from_secs(30 * 24 * 3600),
             session_extension: Duration::from_secs(24 * 3600),
+            session_max_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
+            max_sessions_per_user: Some(100),
         }
     }
 }
@@ -28,4 +36,22 @@ pub struct AppState {
     pub policy: Policy,
     /// Signs the page cursors of `listSecurityEvents` (see `CursorKey::load`).
     pub cursor_key: CursorKey,
+}
+
+impl Policy {
+    /// The expiry of a session that started at `started_at`, asked to last
+    /// until `wanted`: never beyond its absolute lifetime.
+    pub fn cap_expiry(
+        &self,
+        started_at: chrono::NaiveDateTime,
+        wanted: chrono::NaiveDateTime,
+    ) -> chrono::NaiveDateTime {
+        match self
+            .session_max_lifetime
+            .and_then(|max| chrono::TimeDelta::from_std(max).ok())
+        {
+            Some(max) => wanted.min(started_at + max),
+            None => wanted,
+        }
+    }
 }

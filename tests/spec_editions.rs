@@ -202,7 +202,7 @@ fn the_3_0_edition_means_the_same_api() {
         "schema Device.trustExpiresAt nullable",
         "schema Device.trustExpiresAt type string",
         "schema Device.isCurrent type boolean",
-        "schema SecurityEventType enum [\"SESSION_STARTED\",\"DEVICE_TRUSTED\",\"DEVICE_UNTRUSTED\",\"DEVICE_REMOVED\",\"SESSION_REVOKED\",\"ALL_SESSIONS_REVOKED\",\"OTHER_SESSIONS_REVOKED\"]",
+        "schema SecurityEventType enum [\"SESSION_STARTED\",\"DEVICE_TRUSTED\",\"DEVICE_UNTRUSTED\",\"DEVICE_REMOVED\",\"SESSION_REVOKED\",\"ALL_SESSIONS_REVOKED\",\"OTHER_SESSIONS_REVOKED\",\"NEW_DEVICE_SIGN_IN\",\"DEVICE_RENAMED\",\"USER_DATA_DELETED\"]",
         "webhook post securityEvent operationId \"securityEventWebhook\"",
     ] {
         assert!(want.contains(fact), "the 3.1 facts lack {fact}");

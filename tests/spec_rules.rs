@@ -706,3 +706,68 @@ fn webhooks_are_held_to_the_operation_and_body_rules() {
         "inline",
     );
 }
+
+// ----- the public document ---------------------------------------------------
+
+/// The operations of a document: (method, path, operationId, tags).
+fn operations(spec: &Value) -> Vec<(String, String, String, Vec<String>)> {
+    let mut found = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(id) = operation["operationId"].as_str() else {
+                continue;
+            };
+            let tags = operation["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect();
+            found.push((method.clone(), path.clone(), id.to_owned(), tags));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_public_document_is_the_spec_without_the_platform_operations() {
+    let full = spec();
+    let public = flashback_devices::docs::public_spec_json();
+    // It passes every rule (no dangling $ref among them).
+    assert_eq!(validate(public), Vec::new());
+    let (platform, rest): (Vec<_>, Vec<_>) = operations(&full)
+        .into_iter()
+        .partition(|(_, _, _, tags)| tags.iter().any(|t| t == "platform"));
+    assert!(platform.len() >= 6, "{platform:?}");
+    assert_eq!(operations(public), rest);
+    for (path, item) in public["paths"].as_object().unwrap() {
+        assert!(!path.starts_with("/platform"), "{path}");
+        // Every operation the public document keeps is the spec's, unchanged.
+        assert_eq!(item, &full["paths"][path], "{path}");
+    }
+    assert!(public
+        .pointer("/components/securitySchemes/serviceKey")
+        .is_none());
+    assert!(public
+        .pointer("/components/securitySchemes/bearerAuth")
+        .is_some());
+    for name in [
+        "CreateSessionRequest",
+        "SignInDevice",
+        "CreateSessionResponse",
+    ] {
+        assert!(
+            public["components"]["schemas"].get(name).is_none(),
+            "{name}"
+        );
+    }
+    assert!(public["components"]["responses"]
+        .get("ServiceKeyUnauthorized")
+        .is_none());
+    assert!(!public["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "platform"));
+    assert_eq!(public["webhooks"], full["webhooks"]);
+}

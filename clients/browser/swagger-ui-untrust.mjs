@@ -1,6 +1,9 @@
 // Drives the server's Swagger UI in Debian's Chromium as a person would:
-// checks that every operation of the served spec is listed, authorizes with
-// a bearer token, runs "Try it out" → "Execute" on POST /devices/{id}/untrust
+// checks that every operation of the served spec is listed, that Authorize
+// offers both schemes, authorizes with the service key, signs the user in
+// with "Try it out" → "Execute" on POST /platform/sessions (createSession, on
+// the device of OWN_DEVICE_ID, by its fingerprint), authorizes with the token
+// that returned, runs "Try it out" → "Execute" on POST /devices/{id}/untrust
 // for a device other than the token's own, reads the 200 body from the
 // response panel, checks through the API that the device is untrusted, and
 // saves a screenshot of the operation. Exits non-zero on the first failure.
@@ -9,6 +12,9 @@
 //   API_BASE_URL    e.g. http://127.0.0.1:8080 (required; loopback only)
 //   API_TOKEN       a bearer token (required)
 //   OWN_DEVICE_ID   the token's own device id (required; never untrusted)
+//   OWN_USER_ID     that device's user (required)
+//   OWN_FINGERPRINT that device's fingerprint (required)
+//   SERVICE_KEY     a service key (required), for createSession
 //   SCREENSHOT      where to save the PNG (default: swagger-ui-untrust.png)
 //   CHROMIUM        the browser (default: /usr/bin/chromium)
 import { mkdtempSync, rmSync } from "node:fs";
@@ -70,16 +76,39 @@ async function api(baseUrl, token, method, path) {
   return { status: response.status, body };
 }
 
+/** Opens Authorize, checks the schemes it offers, fills `scheme` and closes. */
+async function authorize(page, scheme, value, expectedSchemes) {
+  await page.locator(".auth-wrapper .btn.authorize").click();
+  const modal = page.locator(".dialog-ux .modal-ux");
+  await modal.waitFor();
+  const containers = modal.locator(".auth-container");
+  if (expectedSchemes.length > 0) {
+    const texts = await containers.allInnerTexts();
+    check(texts.length === expectedSchemes.length, `Authorize offers ${expectedSchemes.length} schemes (got ${texts.length})`);
+    for (const name of expectedSchemes) {
+      check(texts.some((t) => t.includes(name)), `Authorize offers ${name}`);
+    }
+  }
+  const entry = containers.filter({ hasText: scheme }).first();
+  await entry.locator("input").first().fill(value);
+  await entry.locator(".btn.authorize").click();
+  await modal.locator(".btn-done, button:has-text('Close')").first().click();
+  await modal.waitFor({ state: "detached" });
+}
+
 async function main() {
   const baseUrl = env("API_BASE_URL");
-  const token = env("API_TOKEN");
+  const listingToken = env("API_TOKEN");
   const ownDeviceId = env("OWN_DEVICE_ID");
+  const ownUserId = env("OWN_USER_ID");
+  const ownFingerprint = env("OWN_FINGERPRINT");
+  const serviceKey = env("SERVICE_KEY");
   const screenshot = resolve(env("SCREENSHOT", "swagger-ui-untrust.png"));
   const executablePath = env("CHROMIUM", "/usr/bin/chromium");
   check(isLoopback(baseUrl), `API_BASE_URL must be a loopback address (got ${baseUrl})`);
 
   // A real device of the caller's, other than the token's own, trusted if there is one.
-  const listed = await api(baseUrl, token, "GET", "/devices");
+  const listed = await api(baseUrl, listingToken, "GET", "/devices");
   check(listed.status === 200, `GET /devices answered ${listed.status}`);
   const others = listed.body.devices.filter((d) => d.id !== ownDeviceId);
   const target = others.find((d) => d.isTrusted) ?? others[0];
@@ -104,6 +133,7 @@ async function main() {
   });
   const blocked = [];
   const pageErrors = [];
+  let signedInToken;
   try {
     // The page may reach this server only: anything else is refused and reported.
     await context.route("**/*", (route) => {
@@ -149,19 +179,43 @@ async function main() {
     }
     console.log(`all ${webhookNames.length} webhooks of the spec shown`);
 
-    // Authorize with the bearer token.
-    await page.locator(".auth-wrapper .btn.authorize").click();
-    const modal = page.locator(".dialog-ux .modal-ux");
-    await modal.waitFor();
-    await modal.locator("input").first().fill(token);
-    await modal.locator(".auth-btn-wrapper .btn.authorize").click();
-    await modal.locator(".auth-btn-wrapper .btn-done, .auth-btn-wrapper button:has-text('Close')").first().click();
-    await modal.waitFor({ state: "detached" });
+    // Authorize offers both schemes; the service key first.
+    await authorize(page, "serviceKey", serviceKey, ["bearerAuth", "serviceKey"]);
+    console.log("authorized with the service key");
+
+    // Try it out → Execute on createSession: the user signs in on the device
+    // of OWN_DEVICE_ID (its fingerprint), and the response carries the token.
+    const signIn = page.locator("#operations-platform-createSession");
+    await signIn.locator(".opblock-summary").first().click();
+    const signInTryOut = signIn.locator(".try-out__btn");
+    if ((await signInTryOut.innerText()).trim() === "Try it out") await signInTryOut.click();
+    const signInBody = {
+      userId: ownUserId,
+      device: { fingerprint: ownFingerprint, deviceName: "Laptop", deviceType: "DESKTOP" },
+      loginMethod: "password",
+      ttlSeconds: 3600,
+    };
+    await signIn.locator("textarea.body-param__text").fill(JSON.stringify(signInBody));
+    await signIn.locator(".btn.execute").click();
+    const signInLive = signIn.locator(".live-responses-table");
+    await signInLive.waitFor();
+    const signInStatus = (await signInLive.locator(".response .response-col_status").first().innerText()).trim();
+    const signedIn = JSON.parse(
+      (await signInLive.locator(".response-col_description .highlight-code pre").first().innerText()).trim(),
+    );
+    check(signInStatus === "201", `createSession shows status 201 (got ${signInStatus})`);
+    check(signedIn.success === true && typeof signedIn.token === "string", "createSession returned a token");
+    check(signedIn.device.id === ownDeviceId && signedIn.newDevice === false, "createSession signed in on the known device");
+    const token = signedIn.token;
+    console.log(`createSession: 201, session ${signedIn.session.id} on ${signedIn.device.id}`);
+
+    // Authorize with the token createSession returned.
+    await authorize(page, "bearerAuth", token, []);
     check(
       (await page.locator(".auth-wrapper .btn.authorize.locked").count()) === 1,
       "the Authorize button shows the locked (authorized) state",
     );
-    console.log("authorized with the bearer token");
+    console.log("authorized with the bearer token from createSession");
 
     // Try it out → Execute on untrustDevice.
     const op = page.locator("#operations-devices-untrustDevice");
@@ -201,13 +255,15 @@ async function main() {
 
     check(pageErrors.length === 0, `no script error on the page (${pageErrors.join("; ")})`);
     check(blocked.length === 0, `the page reached no other host (${blocked.join(", ")})`);
+    signedInToken = token;
   } finally {
     await context.close();
     rmSync(userDataDir, { recursive: true, force: true });
   }
 
-  // Through the API: the device is untrusted and has no active session; the caller's token still works.
-  const after = await api(baseUrl, token, "GET", `/devices/${encodeURIComponent(target.id)}`);
+  // Through the API: the device is untrusted and has no active session; the
+  // token createSession returned still works.
+  const after = await api(baseUrl, signedInToken, "GET", `/devices/${encodeURIComponent(target.id)}`);
   check(after.status === 200, `GET /devices/{id} answered ${after.status}`);
   check(after.body.device.isTrusted === false, "the device is untrusted");
   check(after.body.device.trustExpiresAt === null, "the device has no trust expiry");

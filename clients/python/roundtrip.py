@@ -30,9 +30,12 @@ import attrs
 from flashback_devices_client import AuthenticatedClient
 from flashback_devices_client.api.devices import get_device, list_devices, untrust_device
 from flashback_devices_client.api.health import get_metrics
+from flashback_devices_client.api.platform import create_session, revoke_user_sessions
 from flashback_devices_client.api.security import list_security_events
 from flashback_devices_client.api.sessions import get_current_session, list_sessions, session_heartbeat
 from flashback_devices_client.models import (
+    CreateSessionRequest,
+    CreateSessionResponse,
     CurrentSessionResponse,
     Device,
     DeviceDetailsResponse,
@@ -46,6 +49,7 @@ from flashback_devices_client.models import (
     Session,
     SessionHeartbeatResponse,
     SessionListResponse,
+    SignInDevice,
     TrustLevel,
 )
 from flashback_devices_client.types import UNSET
@@ -289,6 +293,34 @@ def main() -> None:
     untrusts = [float(line[len(series):]) for line in metrics.parsed.splitlines() if line.startswith(series)]
     check(untrusts != [] and untrusts[0] >= 1, f"getMetrics counts the untrust: {untrusts}")
     print(f"getMetrics: {len(metrics.parsed.splitlines())} lines of text; untrustDevice 2xx = {untrusts[0]:g}")
+
+    # 8. The sign-in service: createSession with the service key, then the
+    # returned token used as the new user's own, then revokeUserSessions.
+    platform = client(base_url, env("SERVICE_KEY"))
+    user = f"py-signin-{int(datetime.datetime.now().timestamp() * 1000)}"
+    signed_in = create_session.sync_detailed(
+        client=platform,
+        body=CreateSessionRequest(
+            user_id=user,
+            device=SignInDevice(fingerprint="fp-py-signin", device_name="Py laptop", device_type=DeviceType.MOBILE),
+            ip_address="127.0.0.1",
+            ttl_seconds=3600,
+        ),
+    )
+    check(signed_in.status_code == HTTPStatus.CREATED, f"createSession answered {signed_in.status_code}")
+    created = signed_in.parsed
+    check(isinstance(created, CreateSessionResponse), f"createSession parsed as {type(created).__name__}")
+    assert isinstance(created, CreateSessionResponse)
+    no_extras(created, "createSession body")
+    check(created.new_device is True and created.device.device_type == DeviceType.MOBILE, "createSession: a new mobile device")
+    own = devices_of(client(base_url, created.token))
+    check(len(own) == 1 and own[0].id == created.device.id and own[0].is_current, "the new token lists its own device")
+    revoked = revoke_user_sessions.sync_detailed(user, client=platform)
+    check(revoked.status_code == HTTPStatus.OK, f"revokeUserSessions answered {revoked.status_code}")
+    check(getattr(revoked.parsed, "revoked_count", None) == 1, f"revokeUserSessions: {revoked.parsed}")
+    gone = list_sessions.sync_detailed(client=client(base_url, created.token))
+    check(gone.status_code == HTTPStatus.UNAUTHORIZED, f"the revoked token answered {gone.status_code}")
+    print(f"createSession: {user} signed in on {created.device.id}; revokeUserSessions ended it")
 
     print("python roundtrip: OK")
 

@@ -83,6 +83,63 @@ impl IntoResponses for SecuredFailures {
     }
 }
 
+/// 401, 429 and 503 of the operations behind `serviceKey`: the spec's
+/// `ServiceKeyUnauthorized`, `TooManyRequests` and `ServiceUnavailable`.
+pub struct ServiceKeyFailures;
+
+impl IntoResponses for ServiceKeyFailures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut all = SecuredFailures::responses();
+        all.insert(
+            "401".to_owned(),
+            RefOr::T(
+                error_response("The service key is missing, malformed, unknown or revoked (a user's token is refused here too).")
+                    .header(
+                        "WWW-Authenticate",
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .description(Some("The authentication scheme to use."))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+        all
+    }
+}
+
+/// 400: the spec's `InvalidUserId`, for the operations on a user.
+pub struct InvalidUserId;
+
+impl IntoResponses for InvalidUserId {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([(
+            400,
+            error_response("The path's `userId` is not 1 to 128 characters; nothing was changed."),
+        )])
+    }
+}
+
+/// The spec's `UserId` path parameter.
+pub struct UserIdParam;
+
+impl IntoParams for UserIdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("userId")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The user (the `sub` of their tokens)."))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(super::extract::MAX_USER_ID_LEN)),
+            ))
+            .build()]
+    }
+}
+
 /// 400: the spec's `BadRequest`, for operations with a body.
 pub struct BadRequest;
 

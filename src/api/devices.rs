@@ -1,6 +1,6 @@
 //! The `devices` tag: one handler per operationId.
 
-use actix_web::{delete, get, post, web};
+use actix_web::{delete, get, patch, post, web};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 use super::{
@@ -10,9 +10,10 @@ use super::{
     error::failure,
     extract::{IdPath, Origin, ValidatedJson},
     types::{
-        responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse, DeviceSession,
-        DeviceType, ErrorResponse, MessageResponse, SecurityEventType, TrustDeviceRequest,
-        TrustDeviceResponse, TrustLevel,
+        responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse,
+        DeviceResponse, DeviceSession, DeviceType, ErrorResponse, MessageResponse,
+        RenameDeviceRequest, SecurityEventType, TrustDeviceRequest, TrustDeviceResponse,
+        TrustLevel,
     },
 };
 use crate::{
@@ -36,8 +37,17 @@ fn is_trusted_now(row: &DeviceRow, now: NaiveDateTime) -> bool {
 
 /// A device as listed to `caller`, who is on it when it is their session's.
 pub(crate) fn device(row: DeviceRow, now: NaiveDateTime, caller: &Caller) -> Device {
+    device_seen_from(row, now, Some(&caller.device_id))
+}
+
+/// A device as listed to whoever runs on `current_device` (nobody: `None`).
+pub(crate) fn device_seen_from(
+    row: DeviceRow,
+    now: NaiveDateTime,
+    current_device: Option<&str>,
+) -> Device {
     Device {
-        is_current: row.id == caller.device_id,
+        is_current: current_device == Some(row.id.as_str()),
         is_trusted: is_trusted_now(&row, now),
         // Values outside the spec's enums can only come from a foreign writer
         // of the table; they are shown as the most cautious value.
@@ -323,5 +333,65 @@ pub async fn delete_device(
         }
         Ok(false) => responses::DeleteDevice::NotFound(device_not_found()),
         Err(e) => failure(e, "Failed to remove device"),
+    }
+}
+
+/// Rename one of the caller's devices
+#[utoipa::path(
+    operation_id = "renameDevice",
+    params(DeviceIdParam),
+    request_body(content = RenameDeviceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The device with its new name.", body = DeviceResponse),
+        (status = 400, description = "The path's `id` or the body is malformed (a name that is blank or longer than 100 characters included); nothing was changed.", body = ErrorResponse),
+        (status = 500, description = "The device could not be renamed; nothing was changed.", body = ErrorResponse),
+        BodyFailures, DeviceNotFound, SecuredFailures,
+    )
+)]
+#[patch("/devices/{id}")]
+pub async fn rename_device(
+    bearer: Bearer,
+    state: web::Data<AppState>,
+    origin: Origin,
+    path: web::Path<IdPath>,
+    body: ValidatedJson<RenameDeviceRequest>,
+) -> responses::RenameDevice {
+    let device_id = path.into_inner().id.into_inner();
+    let name = body.0.device_name.trim().to_owned();
+    if name.is_empty() {
+        return responses::RenameDevice::BadRequest(ErrorResponse::new(
+            "Invalid request body: `deviceName` must not be blank",
+        ));
+    }
+    let now = db::now();
+    let outcome = bearer
+        .write(&state.db, move |conn, caller| {
+            let Some(renamed) = db::devices::rename(conn, &caller.user_id, &device_id, &name)?
+            else {
+                return Ok(None);
+            };
+            let changed = Changed {
+                id: renamed.id.clone(),
+                name: renamed.device_name.clone(),
+                revoked_sessions: 0,
+            };
+            let event = device_event(
+                SecurityEventType::DeviceRenamed,
+                &changed,
+                caller,
+                &origin,
+                db::now(),
+            );
+            db::events::record(conn, &event)?;
+            Ok(Some((renamed, caller.clone())))
+        })
+        .await;
+    match outcome {
+        Ok(Some((row, caller))) => responses::RenameDevice::Ok(DeviceResponse {
+            success: true,
+            device: device(row, now, &caller),
+        }),
+        Ok(None) => responses::RenameDevice::NotFound(device_not_found()),
+        Err(e) => failure(e, "Failed to rename device"),
     }
 }

@@ -65,6 +65,39 @@ impl Default for BodyDeadline {
     }
 }
 
+/// Longest user id (the spec's `UserId` and `CreateSessionRequest.userId`).
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// A user id from the path of a `platform` operation, 1 to 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        let chars = raw.chars().count();
+        if chars == 0 || chars > MAX_USER_ID_LEN {
+            return Err(serde::de::Error::custom(format!(
+                "userId must be 1 to {MAX_USER_ID_LEN} characters"
+            )));
+        }
+        Ok(Self(raw))
+    }
+}
+
+/// The path of `/platform/users/{userId}/…` operations.
+#[derive(Debug, Deserialize)]
+pub struct UserPath {
+    #[serde(rename = "userId")]
+    pub user_id: UserId,
+}
+
 /// A JSON body that passed serde and the schema's remaining keywords.
 pub struct ValidatedJson<T>(pub T);
 
@@ -132,6 +165,17 @@ impl Origin {
             session_id: Some(caller.session_id.clone()),
             ip_address: self.ip_address.clone(),
             user_agent: self.user_agent.clone(),
+            service: None,
+        }
+    }
+
+    /// The actor of a change this request makes with the service key `service`.
+    pub fn service_actor(&self, service: &str) -> Actor {
+        Actor {
+            session_id: None,
+            ip_address: self.ip_address.clone(),
+            user_agent: self.user_agent.clone(),
+            service: Some(service.to_owned()),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod platform;
 pub mod security;
 pub mod sessions;
 pub mod types;
@@ -32,7 +33,7 @@ macro_rules! declare_api {
             paths($($concrete,)* $($templated,)*),
             components(schemas(types::SecurityEventWebhook, types::SecurityEventWebhookData)),
             security(("bearerAuth" = [])),
-            modifiers(&BearerAuth, &RequestIdEverywhere, &Webhooks)
+            modifiers(&BearerAuth, &ServiceKeyAuth, &RequestIdEverywhere, &Webhooks)
         )]
         pub struct ApiDoc;
 
@@ -94,5 +95,18 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
+    }
+}
+
+/// `serviceKey`, the scheme of the `platform` operations.
+struct ServiceKeyAuth;
+
+impl Modify for ServiceKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "serviceKey",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }

@@ -96,6 +96,7 @@ pub fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
         session_id: row.session_id,
         revoked_session_count: row.revoked_session_count.max(0),
         actor_session_id: row.actor_session_id,
+        actor_service: row.actor_service,
         ip_address: row.ip_address,
         user_agent: row.user_agent,
     })

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// A session as listed to `caller`; `isCurrent` when it is theirs.
-fn session(row: SessionRow, device_name: String, caller_session: &str) -> Session {
+pub(crate) fn session(row: SessionRow, device_name: String, caller_session: &str) -> Session {
     Session {
         is_current: row.id == caller_session,
         id: row.id,
@@ -242,19 +242,33 @@ pub async fn session_heartbeat(
 ) -> responses::SessionHeartbeat {
     let session_id = path.into_inner().id.into_inner();
     let now = db::now();
-    let new_expiry = now + state.policy.session_extension;
+    let wanted = now + state.policy.session_extension;
+    let policy = state.policy;
     let outcome = bearer
         .write(&state.db, move |conn, caller| {
-            db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry)
+            // Never past the session's absolute lifetime.
+            let new_expiry = match policy.session_max_lifetime {
+                None => wanted,
+                Some(_) => {
+                    match db::sessions::active_started_at(conn, &caller.user_id, &session_id, now)?
+                    {
+                        Some(started_at) => policy.cap_expiry(started_at, wanted),
+                        None => return Ok(None),
+                    }
+                }
+            };
+            let updated =
+                db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry)?;
+            Ok(updated.then_some(new_expiry))
         })
         .await;
     match outcome {
-        Ok(true) => responses::SessionHeartbeat::Ok(SessionHeartbeatResponse {
+        Ok(Some(new_expiry)) => responses::SessionHeartbeat::Ok(SessionHeartbeatResponse {
             success: true,
             message: "Session updated successfully".into(),
             new_expiry: utc(new_expiry),
         }),
-        Ok(false) => responses::SessionHeartbeat::NotFound(ErrorResponse::new(
+        Ok(None) => responses::SessionHeartbeat::NotFound(ErrorResponse::new(
             "Session not found or expired",
         )),
         Err(e) => failure(e, "Failed to update session"),

@@ -52,6 +52,51 @@ fn text_response(status: u16, media_type: &'static str, body: String) -> HttpRes
         .body(body)
 }
 
+/// Deserializers the generated body types name in `deserialize_with`.
+mod wire {
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    /// An integer, also when written with a zero fraction (`5.0`), as JSON
+    /// Schema's `integer` allows.
+    pub fn integer<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64>,
+    {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        let whole = number.as_i64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        });
+        whole.and_then(|n| T::try_from(n).ok()).ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid value: {number}, expected an integer in range"
+            ))
+        })
+    }
+
+    /// An optional integer that, when present, is not null.
+    pub fn optional_integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64>,
+    {
+        integer(deserializer).map(Some)
+    }
+
+    /// An optional property that, when present, is not null (the spec does
+    /// not say `null` for it).
+    pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        T::deserialize(deserializer).map(Some)
+    }
+}
+
 include!(concat!(env!("OUT_DIR"), "/api_types.rs"));
 
 impl ErrorResponse {

@@ -150,6 +150,8 @@ fn generate_enum(
     }
     out.push_str("        }\n    }\n\n");
     let _ = writeln!(out, "    /// Parses a wire value.\n    pub fn from_wire(value: &str) -> Option<Self> {{\n        Self::ALL.into_iter().find(|v| v.as_str() == value)\n    }}\n}}\n");
+    // serde checked the value; a struct that holds one validates it alike.
+    let _ = writeln!(out, "impl Validate for {name} {{\n    fn validate(&self) -> Result<(), String> {{\n        Ok(())\n    }}\n}}\n");
     Ok(())
 }
 
@@ -164,6 +166,8 @@ struct Field {
     /// `minimum` / `maximum` of an integer.
     minimum: Option<i64>,
     maximum: Option<i64>,
+    /// A `$ref` to another schema, whose own keywords are checked too.
+    is_ref: bool,
 }
 
 /// `schema` documents the type, `object` gives its properties; `flattened`
@@ -222,6 +226,7 @@ fn generate_struct(
             max_length: property.get("maxLength").and_then(Value::as_u64),
             minimum: property.get("minimum").and_then(Value::as_i64),
             maximum: property.get("maximum").and_then(Value::as_i64),
+            is_ref: property.get("$ref").is_some(),
         };
         doc_comment(out, "    ", property);
         let mut serde_attrs = vec![format!("rename = {:?}", field.wire_name)];
@@ -229,6 +234,19 @@ fn generate_struct(
         if !field.required {
             serde_attrs.push("default".into());
             serde_attrs.push("skip_serializing_if = \"Option::is_none\"".into());
+        }
+        // JSON Schema's integers include `5.0`; and a property that may be
+        // absent is not therefore nullable (serde would take null as absent).
+        let is_integer = ["i32", "i64"].contains(&base_type_of(&field.rust_type));
+        match (is_integer, field.required, field.nullable) {
+            (true, true, false) => serde_attrs.push("deserialize_with = \"wire::integer\"".into()),
+            (true, false, false) => {
+                serde_attrs.push("deserialize_with = \"wire::optional_integer\"".into())
+            }
+            (false, false, false) => {
+                serde_attrs.push("deserialize_with = \"wire::present\"".into())
+            }
+            _ => {}
         }
         // utoipa treats every Option as optional and nullable; say what the spec says.
         if field.rust_type.starts_with("Option<") {
@@ -272,6 +290,18 @@ fn generate_validate(
         let _ = writeln!(out, "        self.{field}.validate()?;");
     }
     for field in fields {
+        if field.is_ref {
+            if field.rust_type.starts_with("Option<") {
+                let _ = writeln!(
+                    out,
+                    "        if let Some(value) = &self.{} {{ value.validate()?; }}",
+                    field.rust_name
+                );
+            } else {
+                let _ = writeln!(out, "        self.{}.validate()?;", field.rust_name);
+            }
+            continue;
+        }
         let is_integer =
             ["i32", "i64", "Option<i32>", "Option<i64>"].contains(&field.rust_type.as_str());
         if is_integer && (field.minimum.is_some() || field.maximum.is_some()) {
@@ -320,6 +350,14 @@ fn generate_validate(
         let _ = writeln!(out, "        }}");
     }
     out.push_str("        Ok(())\n    }\n}\n\n");
+}
+
+/// `T` of `Option<T>`, else the type itself.
+fn base_type_of(rust_type: &str) -> &str {
+    rust_type
+        .strip_prefix("Option<")
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(rust_type)
 }
 
 /// The Rust type for a property, and whether the spec allows null.

@@ -203,3 +203,39 @@ pub fn delete(
 pub fn count_all(conn: &mut AnyConnection) -> Result<i64, Error> {
     devices::table.count().get_result(conn)
 }
+
+/// Renames the user's device; returns it as it is now, or `None` when the
+/// user has no such device.
+pub fn rename(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    name: &str,
+) -> Result<Option<DeviceRow>, Error> {
+    let renamed = diesel::update(
+        devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
+    )
+    .set(devices::device_name.eq(name))
+    .execute(conn)?;
+    if renamed == 0 {
+        return Ok(None);
+    }
+    find_for_user(conn, user_id, device_id)
+}
+
+/// Deletes every device of the user, and their sessions with them (as
+/// [`delete`] does, device rows first); returns how many sessions were
+/// active.
+pub fn delete_all_for_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize, Error> {
+    let active: i64 = sessions::table
+        .filter(sessions::user_id.eq(user_id).and(active_at(now)))
+        .count()
+        .get_result(conn)?;
+    diesel::delete(devices::table.filter(devices::user_id.eq(user_id))).execute(conn)?;
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    Ok(usize::try_from(active).unwrap_or(0))
+}

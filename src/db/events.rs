@@ -22,6 +22,8 @@ pub struct Actor {
     pub session_id: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    /// The service key of a `platform` request (then `session_id` is `None`).
+    pub service: Option<String>,
 }
 
 impl SecurityEventRow {
@@ -43,6 +45,7 @@ impl SecurityEventRow {
             actor_session_id: actor.session_id.clone(),
             ip_address: actor.ip_address.clone(),
             user_agent: actor.user_agent.clone(),
+            actor_service: actor.service.clone(),
         }
     }
 
@@ -84,6 +87,15 @@ pub fn record(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(), 
     super::webhook_deliveries::enqueue(conn, event)
 }
 
+/// The wire value of the event recorded when a user's data is erased.
+pub const USER_DATA_DELETED: &str = "USER_DATA_DELETED";
+
+/// Deletes every event of the user; returns how many.
+pub fn delete_all_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<usize, Error> {
+    diesel::delete(security_events::table.filter(security_events::user_id.eq(user_id)))
+        .execute(conn)
+}
+
 /// A place in a user's listing: the last event of a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPosition {
@@ -102,6 +114,8 @@ pub fn page(
 ) -> Result<Vec<SecurityEventRow>, Error> {
     let mut query = security_events::table
         .filter(security_events::user_id.eq(user_id))
+        // Kept only until webhooks have delivered it: the user's data is gone.
+        .filter(security_events::event_type.ne(USER_DATA_DELETED))
         .order((
             security_events::occurred_at.desc(),
             security_events::id.desc(),

@@ -10,6 +10,7 @@ pub mod models;
 pub mod prepared;
 pub mod schema;
 pub mod server_keys;
+pub mod service_keys;
 pub mod sessions;
 mod sqlite_settings;
 pub mod webhook_deliveries;

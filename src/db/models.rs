@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{devices, security_events, server_keys, sessions};
+use super::schema::{devices, security_events, server_keys, service_keys, sessions};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = devices)]
@@ -65,6 +65,19 @@ pub struct SecurityEventRow {
     pub actor_session_id: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    /// The service key whose platform request made the change.
+    pub actor_service: Option<String>,
+}
+
+/// A service key, as stored: its name and the SHA-256 of the key (see
+/// `db::service_keys`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_keys)]
+pub struct ServiceKeyRow {
+    pub name: String,
+    pub key_hash: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
 }
 
 /// A secret shared by every server of a deployment (see `db::server_keys`).

@@ -22,6 +22,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    service_keys (name) {
+        name -> Text,
+        key_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -49,6 +58,7 @@ diesel::table! {
         actor_session_id -> Nullable<Text>,
         ip_address -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        actor_service -> Nullable<Text>,
     }
 }
 
@@ -88,6 +98,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     security_events,
     server_keys,
+    service_keys,
     sessions,
     webhook_deliveries,
     webhook_endpoints,

@@ -183,3 +183,45 @@ pub fn heartbeat(
     .execute(conn)?;
     Ok(updated > 0)
 }
+
+/// When the active session `session_id` of `user_id` started; `None` when
+/// there is no such active session.
+pub fn active_started_at(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<NaiveDateTime>, Error> {
+    sessions::table
+        .filter(owned_active(user_id, session_id, now))
+        .select(sessions::started_at)
+        .first(conn)
+        .optional()
+}
+
+/// Revokes the user's active sessions beyond the `keep` most recently
+/// active ones; returns each revoked session with its device's id and name,
+/// for their events.
+pub fn revoke_beyond(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: i64,
+    now: NaiveDateTime,
+) -> Result<Vec<(String, String, String)>, Error> {
+    let beyond: Vec<(String, String, String)> = sessions::table
+        .inner_join(devices::table)
+        .filter(sessions::user_id.eq(user_id).and(active_at(now)))
+        .order((sessions::last_activity.desc(), sessions::id.desc()))
+        .offset(keep)
+        .limit(i64::MAX)
+        .select((sessions::id, devices::id, devices::device_name))
+        .load(conn)?;
+    if beyond.is_empty() {
+        return Ok(beyond);
+    }
+    let ids: Vec<&str> = beyond.iter().map(|(id, _, _)| id.as_str()).collect();
+    diesel::update(sessions::table.filter(sessions::id.eq_any(ids)))
+        .set(sessions::revoked_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(beyond)
+}

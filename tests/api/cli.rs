@@ -426,3 +426,71 @@ fn webhook_status_and_retry_read_and_reset_the_outbox() {
         "0 failed deliveries are pending again\n"
     );
 }
+
+crate::backend_test!(
+    service_keys_are_created_listed_and_revoked_from_the_command_line,
+    |app| {
+        let run = |args: &[&str]| {
+            binary()
+                .args(args)
+                .env("DATABASE_URL", &app.database_url)
+                .output()
+                .unwrap()
+        };
+        let created = run(&["service-key", "create", "--name", "sign-in"]);
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let stdout = String::from_utf8(created.stdout).unwrap();
+        let key = stdout.trim();
+        assert_eq!(stdout.lines().count(), 1, "only the key: {stdout}");
+        assert!(key.starts_with("fbsk_") && key.len() == 48, "{key}");
+        // The key works at once on the running server, which shares the database.
+        let ok = app.get("/platform/users/alice/sessions", key).await;
+        assert_eq!(ok.status, 200);
+
+        let twice = run(&["service-key", "create", "--name", "sign-in"]);
+        assert!(!twice.status.success());
+        let bad_name = run(&["service-key", "create", "--name", "no spaces"]);
+        assert!(!bad_name.status.success());
+
+        let listed = run(&["service-key", "list"]);
+        assert!(listed.status.success());
+        let listing = String::from_utf8(listed.stdout).unwrap();
+        let row = listing
+            .lines()
+            .find(|l| l.starts_with("sign-in\t"))
+            .unwrap_or_else(|| panic!("{listing}"));
+        assert_eq!(row.split('\t').count(), 3, "{row}");
+        assert!(!row.ends_with("never"), "used once: {row}");
+        assert!(!listing.contains(&key[5..]), "the key is never shown again");
+
+        let revoked = run(&["service-key", "revoke", "sign-in"]);
+        assert!(
+            revoked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&revoked.stderr)
+        );
+        let refused = app.get("/platform/users/alice/sessions", key).await;
+        assert_eq!(refused.status, 401);
+        let unknown = run(&["service-key", "revoke", "sign-in"]);
+        assert!(!unknown.status.success());
+    }
+);
+
+#[test]
+fn openapi_public_prints_the_document_without_the_platform_operations() {
+    let output = binary().args(["openapi", "--public"]).output().unwrap();
+    assert!(output.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(&printed, flashback_devices::docs::public_spec_json());
+    let paths = printed["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/devices/{id}/untrust"));
+    assert!(!paths.keys().any(|p| p.starts_with("/platform")));
+    // The full document still has them.
+    let full = binary().args(["openapi"]).output().unwrap();
+    let full: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
+    assert!(full["paths"].get("/platform/sessions").is_some());
+}

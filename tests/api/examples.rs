@@ -116,6 +116,8 @@ enum Cause {
     EndedSession,
     BadBody,
     BadPathId,
+    /// A `userId` in the path that is too long.
+    BadUserId,
     BadLimit,
     BadCursor,
     Missing,
@@ -138,13 +140,20 @@ fn cause(example: &Example) -> Option<Cause> {
     let has_path_id = example.template.contains("{id}");
     Some(match (example.status, example.name.as_str()) {
         (200, "example") => Cause::Fine,
-        (401, "missingToken") => Cause::NoToken,
-        (401, "invalidToken") => Cause::BadToken,
+        (201, "example") => Cause::Fine,
+        (401, "missingToken" | "missingKey") => Cause::NoToken,
+        (401, "invalidToken" | "invalidKey") => Cause::BadToken,
         (401, "inactiveSession") => Cause::EndedSession,
-        (400, "example") if example.operation_id == "trustDevice" => Cause::BadBody,
+        (400, "example")
+            if ["trustDevice", "renameDevice", "createSession"]
+                .contains(&example.operation_id.as_str()) =>
+        {
+            Cause::BadBody
+        }
         (400, "example") if has_path_id => Cause::BadPathId,
-        (400, "badLimit") if example.operation_id == "listSecurityEvents" => Cause::BadLimit,
-        (400, "badCursor") if example.operation_id == "listSecurityEvents" => Cause::BadCursor,
+        (400, "example" | "badUserId") if example.template.contains("{userId}") => Cause::BadUserId,
+        (400, "badLimit") if example.operation_id.ends_with("SecurityEvents") => Cause::BadLimit,
+        (400, "badCursor") if example.operation_id.ends_with("SecurityEvents") => Cause::BadCursor,
         (404, "example") if example.operation_id == "getMetrics" => Cause::MetricsElsewhere,
         (404, "example") => Cause::Missing,
         (429, "example") => Cause::TooFast,
@@ -163,6 +172,8 @@ struct Fixture {
     phone: Login,
     second: Login,
     ended: Login,
+    /// A service key of its own, for the platform operations.
+    key: String,
 }
 
 async fn fixture(app: &TestApp, user: &str) -> Fixture {
@@ -183,6 +194,7 @@ async fn fixture(app: &TestApp, user: &str) -> Fixture {
     .unwrap();
     assert!(revoked.is_some());
     Fixture {
+        key: app.service_key(&format!("key-{}", laptop.user_id)).await,
         laptop,
         phone,
         second,
@@ -210,18 +222,40 @@ fn request(example: &Example, cause: Cause, fixture: &Fixture) -> Request {
         ("sessionHeartbeat", _) => fixture.laptop.session_id.clone(),
         _ => fixture.phone.device_id.clone(),
     };
-    let mut path = example.template.replace("{id}", &id);
+    let user = match cause {
+        Cause::BadUserId => "u".repeat(129),
+        _ => fixture.laptop.user_id.clone(),
+    };
+    let mut path = example
+        .template
+        .replace("{id}", &id)
+        .replace("{userId}", &user);
     match cause {
         Cause::BadLimit => path.push_str("?limit=0"),
         // Well formed, but not signed by this server.
         Cause::BadCursor => path.push_str("?cursor=AQAAAAAAAAAAeA"),
         _ => {}
     }
-    let body = (op == "trustDevice").then(|| match cause {
-        Cause::BadBody => json!({}),
-        Cause::Missing => json!({"fingerprint": "no-such-fingerprint"}),
-        _ => json!({"fingerprint": "fp-phone"}),
-    });
+    let body = match op {
+        "trustDevice" => Some(match cause {
+            Cause::BadBody => json!({}),
+            Cause::Missing => json!({"fingerprint": "no-such-fingerprint"}),
+            _ => json!({"fingerprint": "fp-phone"}),
+        }),
+        "renameDevice" => Some(match cause {
+            Cause::BadBody => json!({"deviceName": "   "}),
+            _ => json!({"deviceName": "Renamed phone"}),
+        }),
+        "createSession" => Some(match cause {
+            Cause::BadBody => json!({"userId": fixture.laptop.user_id}),
+            _ => json!({
+                "userId": fixture.laptop.user_id,
+                "device": {"fingerprint": "fp-tablet", "deviceName": "Tablet"}
+            }),
+        }),
+        _ => None,
+    };
+    let platform = example.template.starts_with("/platform/");
     let secured = conformance::find_operation(example.method.as_str(), &example.template)
         .map(|(_, operation)| operation.get("security") != Some(&json!([])))
         .unwrap();
@@ -230,6 +264,7 @@ fn request(example: &Example, cause: Cause, fixture: &Fixture) -> Request {
         Cause::NoToken => None,
         Cause::BadToken => Some("not-a-token".to_owned()),
         Cause::EndedSession => Some(fixture.ended.token.clone()),
+        _ if platform => Some(fixture.key.clone()),
         _ => Some(fixture.laptop.token.clone()),
     };
     Request {
@@ -339,10 +374,15 @@ fn compare(example: &Example, answer: &TestResponse) -> Option<String> {
     (!wrong.is_empty()).then(|| format!("{}: {}", example.label(), wrong.join("; ")))
 }
 
-/// SQL that breaks every secured operation (each checks its session first)
-/// and the SQL that repairs it.
-const BREAK: &str = "ALTER TABLE sessions RENAME TO sessions_gone";
-const REPAIR: &str = "ALTER TABLE sessions_gone RENAME TO sessions";
+/// SQL that breaks every secured operation (each checks its session first;
+/// the platform operations read devices, sessions or events) and the SQL
+/// that repairs it.
+const BREAK: &str = "ALTER TABLE sessions RENAME TO sessions_gone;
+    ALTER TABLE devices RENAME TO devices_gone;
+    ALTER TABLE security_events RENAME TO security_events_gone;";
+const REPAIR: &str = "ALTER TABLE security_events_gone RENAME TO security_events;
+    ALTER TABLE devices_gone RENAME TO devices;
+    ALTER TABLE sessions_gone RENAME TO sessions;";
 
 backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     let examples = spec_examples();
@@ -396,9 +436,14 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     .await;
     for (example, cause) in by_cause.iter().filter(|(_, c)| *c == Cause::TooFast) {
         let fixture = fixture(&limited, &next_user()).await;
-        let spend = limited
-            .get("/sessions/current", &fixture.laptop.token)
-            .await;
+        // A service key has an allowance of its own.
+        let spend = if example.template.starts_with("/platform/") {
+            limited.get("/platform/users/x/devices", &fixture.key).await
+        } else {
+            limited
+                .get("/sessions/current", &fixture.laptop.token)
+                .await
+        };
         assert_eq!(spend.status, 200);
         let answer = send(&limited, request(example, *cause, &fixture)).await;
         mismatches.extend(compare(example, &answer));

@@ -96,6 +96,9 @@ pub struct TestApp {
     /// The `metrics_bind_addr` listener, when the setup asked for one.
     #[allow(dead_code)]
     pub metrics_address: Option<String>,
+    /// The `platform_bind_addr` listener, when the setup asked for one.
+    #[allow(dead_code)]
+    pub platform_address: Option<String>,
     #[allow(dead_code)]
     pub backend: Backend,
     pub db: Db,
@@ -127,6 +130,7 @@ pub struct Setup {
     pub write_mode: Option<WriteMode>,
     pub options: ServerOptions,
     pub tokens: TokenKeys,
+    pub policy: Policy,
 }
 
 impl Default for Setup {
@@ -139,6 +143,7 @@ impl Default for Setup {
             write_mode: None,
             options: ServerOptions::local(),
             tokens: TokenKeys::hs256(TEST_SECRET.as_bytes()).unwrap(),
+            policy: Policy::default(),
         }
     }
 }
@@ -189,7 +194,7 @@ impl TestApp {
         .await
         .unwrap();
         let tokens = setup.tokens;
-        let policy = Policy::default();
+        let policy = setup.policy;
         let state = AppState {
             db: db.clone(),
             tokens: tokens.clone(),
@@ -201,6 +206,9 @@ impl TestApp {
         let metrics_address = app
             .metrics_port()
             .map(|port| format!("http://127.0.0.1:{port}"));
+        let platform_address = app
+            .platform_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -209,6 +217,7 @@ impl TestApp {
         Self {
             address,
             metrics_address,
+            platform_address,
             backend,
             db,
             tokens,
@@ -260,6 +269,29 @@ impl TestApp {
             .await
             .unwrap()
             .expect("sign in")
+    }
+
+    /// Creates a service key named `name`, as `service-key create` does, and
+    /// returns it.
+    #[allow(dead_code)]
+    pub async fn service_key(&self, name: &str) -> String {
+        use flashback_devices::{db::models::ServiceKeyRow, service_auth};
+        let key = service_auth::generate();
+        let row = ServiceKeyRow {
+            name: name.to_owned(),
+            key_hash: service_auth::hash(&key),
+            created_at: flashback_devices::db::now(),
+            last_used_at: None,
+        };
+        let db = self.db.clone();
+        let created = tokio::task::spawn_blocking(move || {
+            db.run_blocking(|conn| flashback_devices::db::service_keys::create(conn, &row))
+        })
+        .await
+        .unwrap()
+        .expect("create service key");
+        assert!(created, "service key {name} exists already");
+        key
     }
 
     /// Sends a request and checks the response against the spec.

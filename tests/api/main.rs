@@ -14,6 +14,7 @@ mod hardening;
 mod hostile;
 mod logs;
 mod metrics;
+mod platform;
 mod races;
 mod request_ids;
 mod routing;

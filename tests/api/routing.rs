@@ -9,16 +9,31 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_spec_operation_reaches_its_handler() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    let key = app.service_key("routing").await;
     for operation in OPERATIONS {
         // A fresh session each time: revokeAllSessions ends the previous one.
         let alice = app.login("alice", "Laptop", Some("fp")).await;
-        let path = operation.path.replace("{id}", "no-such-id");
+        let path = operation
+            .path
+            .replace("{id}", "no-such-id")
+            .replace("{userId}", "alice");
         let method = Method::from_bytes(operation.method.as_bytes()).unwrap();
-        let body = (operation.operation_id == "trustDevice")
-            .then(|| serde_json::json!({"fingerprint": "nope"}));
+        let body = match operation.operation_id {
+            "trustDevice" => Some(serde_json::json!({"fingerprint": "nope"})),
+            "renameDevice" => Some(serde_json::json!({"deviceName": "nope"})),
+            "createSession" => Some(serde_json::json!({
+                "userId": "alice",
+                "device": {"fingerprint": "fp", "deviceName": "Laptop"}
+            })),
+            _ => None,
+        };
+        let platform = operation.path.starts_with("/platform/");
+        let token = if platform { &key } else { &alice.token };
         // Checked against the spec: the status must be one the operation documents.
-        let response = app.call(method, &path, Some(&alice.token), body).await;
-        if operation.path.contains("{id}") || operation.operation_id == "trustDevice" {
+        let response = app.call(method, &path, Some(token), body).await;
+        if operation.operation_id == "createSession" {
+            assert_eq!(response.status, 201, "createSession: {}", response.body);
+        } else if operation.path.contains("{id}") || operation.operation_id == "trustDevice" {
             assert_eq!(
                 response.status, 404,
                 "{}: {}",
@@ -214,4 +229,21 @@ async fn concrete_session_paths_are_not_session_ids() {
     assert_eq!(current.body["session"]["id"], alice.session_id.as_str());
     let others = app.post("/sessions/revoke-others", &alice.token).await;
     assert_eq!(others.body["revokedCount"], 0);
+}
+
+#[tokio::test]
+async fn the_public_document_is_served_without_the_platform_operations() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/api-docs/public.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let served: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(&served, flashback_devices::docs::public_spec_json());
+    let paths = served["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/devices"));
+    assert!(!paths.keys().any(|p| p.starts_with("/platform")));
 }

@@ -345,6 +345,19 @@ backend_test!(pages_walk_every_event_once_while_new_ones_arrive, |app| {
 });
 
 backend_test!(page_sizes_default_to_20_and_stop_at_100, |app| {
+    // More sessions than MAX_SESSIONS_PER_USER's default, which would end
+    // alice's first one: this is about pages, not that limit.
+    let app = TestApp::spawn_with(
+        app.backend,
+        Setup {
+            policy: flashback_devices::state::Policy {
+                max_sessions_per_user: None,
+                ..Default::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
     let alice = app.login("alice", "Laptop", Some("fp")).await;
     for _ in 0..104 {
         app.login("alice", "Laptop", Some("fp")).await;

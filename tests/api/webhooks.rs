@@ -743,3 +743,53 @@ async fn sqlite_one_process_dispatches_and_another_takes_over_when_it_stops() {
     receiver.wait_for(&expected).await;
     assert_eq!(receiver.acknowledged_ids(), expected);
 }
+
+webhook_test!(
+    platform_sign_ins_and_erasures_reach_the_subscribers,
+    |backend| {
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let key = app.service_key("sign-in").await;
+        let signed_in = app
+            .post_json(
+                "/platform/sessions",
+                &key,
+                json!({"userId": "alice", "device": {"fingerprint": "fp", "deviceName": "Laptop"}}),
+            )
+            .await;
+        assert_eq!(signed_in.status, 201, "{}", signed_in.body);
+        let token = signed_in.body["token"].as_str().unwrap();
+        let events = events_in_order(&app, token).await;
+        assert_eq!(
+            event_types(&events),
+            ["SESSION_STARTED", "NEW_DEVICE_SIGN_IN"]
+        );
+        receiver.wait_for(&ids(&events)).await;
+        let deleted = app.delete("/platform/users/alice", &key).await;
+        assert_eq!(deleted.status, 200);
+        wait_until("the erasure delivered", || {
+            receiver
+                .received()
+                .iter()
+                .any(|r| r.acknowledged && r.body["type"] == json!("USER_DATA_DELETED"))
+        })
+        .await;
+        let received = receiver.received();
+        let types: Vec<&Value> = received.iter().map(|r| &r.body["type"]).collect();
+        assert_eq!(
+            types,
+            [
+                &json!("SESSION_STARTED"),
+                &json!("NEW_DEVICE_SIGN_IN"),
+                &json!("USER_DATA_DELETED")
+            ]
+        );
+        let erased = &received[2];
+        assert!(erased.signature_ok);
+        assert_eq!(erased.body["data"]["userId"], json!("alice"));
+        assert_eq!(erased.body["data"]["actorService"], json!("sign-in"));
+        assert_eq!(erased.body["data"]["actorSessionId"], Value::Null);
+        assert_eq!(erased.body["data"]["revokedSessionCount"], json!(1));
+        assert_eq!(received[1].body["data"]["actorService"], json!("sign-in"));
+    }
+);

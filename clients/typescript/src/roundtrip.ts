@@ -12,6 +12,8 @@
 //   OWN_DEVICE_ID  the token's own device id (required)
 //   TARGET_TOKEN   optional: a token of a session on the device to untrust,
 //                  which must be refused (401) afterwards
+//   SERVICE_KEY    a service key (required): a sign-in through createSession,
+//                  whose token then lists the new user's devices
 import createClient, { type Middleware } from "openapi-fetch";
 import type { components, paths } from "./generated/api.js";
 
@@ -32,6 +34,9 @@ const EVENT_TYPES: readonly SecurityEventType[] = [
   "SESSION_REVOKED",
   "ALL_SESSIONS_REVOKED",
   "OTHER_SESSIONS_REVOKED",
+  "NEW_DEVICE_SIGN_IN",
+  "DEVICE_RENAMED",
+  "USER_DATA_DELETED",
 ];
 
 function env(name: string): string {
@@ -222,6 +227,44 @@ async function main(): Promise<void> {
     .map((line) => Number(line.slice(series.length)));
   check(untrusts.length === 1 && untrusts[0]! >= 1, `getMetrics counts the untrust: ${JSON.stringify(untrusts)}`);
   console.log(`getMetrics: ${text.split("\n").length} lines of text; untrustDevice 2xx = ${untrusts[0]}`);
+
+  // 8. The sign-in service: createSession with the service key, then the
+  // returned token used as the new user's own (listDevices, renameDevice),
+  // then revokeUserSessions ends it.
+  const platform = client(baseUrl, env("SERVICE_KEY"));
+  const user = `ts-signin-${Date.now()}`;
+  const signedIn = await platform.POST("/platform/sessions", {
+    body: {
+      userId: user,
+      device: { fingerprint: "fp-ts-signin", deviceName: "TS laptop", deviceType: "DESKTOP", os: "Linux", browser: "Firefox" },
+      ipAddress: "127.0.0.1",
+      loginMethod: "password",
+      ttlSeconds: 3600,
+      trustDevice: true,
+    },
+  });
+  check(signedIn.response.status === 201, `POST /platform/sessions answered ${signedIn.response.status}`);
+  check(signedIn.data !== undefined, "createSession has a 201 body");
+  const created = signedIn.data;
+  check(created.newDevice === true, "createSession: a new device");
+  check(created.device.isTrusted === true && created.device.trustExpiresAt !== null, "createSession: the device is trusted");
+  const userApi = client(baseUrl, created.token);
+  const own = await userApi.GET("/devices");
+  check(own.data !== undefined, `GET /devices with the new token answered ${own.response.status}`);
+  check(own.data.devices.length === 1 && own.data.devices[0]?.id === created.device.id, "the new token lists its device");
+  check(own.data.devices[0]?.isCurrent === true, "the new token's device is this device");
+  const renamed = await userApi.PATCH("/devices/{id}", {
+    params: { path: { id: created.device.id } },
+    body: { deviceName: "My TS laptop" },
+  });
+  check(renamed.data !== undefined && renamed.data.device.deviceName === "My TS laptop", `renameDevice answered ${renamed.response.status}`);
+  const revokedAll = await platform.POST("/platform/users/{userId}/sessions/revoke-all", {
+    params: { path: { userId: user } },
+  });
+  check(revokedAll.data !== undefined && revokedAll.data.revokedCount === 1, `revokeUserSessions answered ${revokedAll.response.status}`);
+  const gone = await userApi.GET("/devices");
+  check(gone.response.status === 401, `the revoked token answered ${gone.response.status}`);
+  console.log(`createSession: ${user} signed in on ${created.device.id}, renamed, then revokeUserSessions: ${revokedAll.data.revokedCount}`);
 
   console.log("typescript roundtrip: OK");
 }

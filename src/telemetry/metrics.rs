@@ -387,6 +387,7 @@ pub struct WebhookMetrics {
     failed: IntGauge,
     lag: Histogram,
     attempts: IntCounterVec,
+    disagreement: IntGauge,
 }
 
 impl Default for WebhookMetrics {
@@ -432,7 +433,19 @@ impl WebhookMetrics {
             )
             .expect("valid metric"),
             attempts,
+            disagreement: IntGauge::new(
+                "flashback_webhook_endpoints_disagreement",
+                "1 while this server's WEBHOOK_URLS differ from the endpoints in the database \
+                 (those of the server of the database that started last, which every server's \
+                 events go to), else 0.",
+            )
+            .expect("valid metric"),
         }
+    }
+
+    /// Whether this server's endpoints differ from the database's.
+    pub fn set_disagreement(&self, disagrees: bool) {
+        self.disagreement.set(i64::from(disagrees));
     }
 
     /// The outbox's pending and failed rows, as counted now.
@@ -457,6 +470,7 @@ impl WebhookMetrics {
             Box::new(self.failed.clone()),
             Box::new(self.lag.clone()),
             Box::new(self.attempts.clone()),
+            Box::new(self.disagreement.clone()),
         ]
     }
 }

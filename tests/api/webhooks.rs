@@ -846,3 +846,57 @@ webhook_test!(
         assert!(rows.iter().all(|(url, ..)| url == &second.url), "{rows:?}");
     }
 );
+
+webhook_test!(
+    events_of_one_microsecond_list_and_arrive_in_one_order,
+    |backend| {
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let alice = app.login("alice", "Laptop", None).await;
+        let first = ids(&events_in_order(&app, &alice.token).await);
+        receiver.wait_for(&first).await;
+        // Two servers record an event of alice in the same microsecond: the
+        // id decides, for the listing (across a page boundary) and for the
+        // deliveries alike, whichever was inserted first.
+        let (low, high) = (
+            "01930000-0000-7000-8000-00000000000a",
+            "01930000-0000-7000-8000-00000000000b",
+        );
+        let at = "2030-01-01 00:00:00.000001";
+        let copy = |id: &str| {
+            format!(
+                "INSERT INTO security_events (id, user_id, event_type, occurred_at, device_id, \
+                 device_name, session_id, revoked_session_count, actor_session_id, ip_address, \
+                 user_agent) SELECT '{id}', user_id, event_type, '{at}', device_id, device_name, \
+                 session_id, revoked_session_count, actor_session_id, ip_address, user_agent \
+                 FROM security_events WHERE id = '{}'; \
+                 INSERT INTO webhook_deliveries (event_id, url, user_id, occurred_at, status, \
+                 next_attempt_at, enqueued_at) SELECT '{id}', url, 'alice', '{at}', 'pending', \
+                 '2020-01-01 00:00:00', '2020-01-01 00:00:00' FROM webhook_endpoints;",
+                first[0]
+            )
+        };
+        app.execute_sql(&format!("BEGIN; {} {} COMMIT;", copy(high), copy(low)))
+            .await;
+        let mut listed = Vec::new();
+        let mut path = "/security-events?limit=1".to_owned();
+        loop {
+            let page = app.get(&path, &alice.token).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            listed.extend(ids(page.body["events"].as_array().unwrap()));
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => path = format!("/security-events?limit=1&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(listed.len(), first.len() + 2, "{listed:?}");
+        assert_eq!(&listed[..2], [high, low], "newest first: {listed:?}");
+        let expected: Vec<String> = first
+            .iter()
+            .cloned()
+            .chain([low.to_owned(), high.to_owned()])
+            .collect();
+        receiver.wait_for(&expected).await;
+        assert_eq!(receiver.acknowledged_ids(), expected);
+    }
+);

@@ -13,9 +13,10 @@
 //! kept to the microsecond on both backends and in the cursor, and ids are
 //! unique), which the listing, its cursors and the webhook dispatcher's per
 //! user order (`webhook_deliveries::due`) all follow, ties included: events
-//! of two servers in the same microsecond go by id, in bytes (the same in
-//! SQLite and under PostgreSQL's C collation as in any, since ids are
-//! lowercase hex and hyphens at fixed places). Across servers it is as
+//! of two servers in the same microsecond go by id, compared by the
+//! database (ids are lowercase hex with hyphens at fixed places, which
+//! SQLite and PostgreSQL's C and common collations order alike). Across
+//! servers it is as
 //! faithful to real time as their clocks are in sync (NTP, as for leases
 //! and token expiry).
 

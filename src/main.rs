@@ -151,7 +151,14 @@ fn webhook_outbox(command: WebhookCommand, common: &CommonArgs) -> Result<(), St
                 .run_blocking(webhook_deliveries::counts)
                 .map_err(|e| e.to_string())?;
             println!("pending: {}", counts.pending);
-            println!("delivered: {}", counts.delivered);
+            if counts.delivered_capped() {
+                println!(
+                    "delivered: {} or more",
+                    webhook_deliveries::DELIVERED_COUNT_CAP
+                );
+            } else {
+                println!("delivered: {}", counts.delivered);
+            }
             println!("failed: {}", counts.failed);
             match counts.oldest_pending {
                 Some(oldest) => {

@@ -8,6 +8,17 @@
 //! Events are read newest first by keyset ((occurred_at, id) descending), so
 //! a page starts where the previous one ended whatever was inserted since,
 //! and are deleted in small batches once older than the retention period.
+//!
+//! (occurred_at, id) is the one order of events: a total order (the time is
+//! kept to the microsecond on both backends and in the cursor, and ids are
+//! unique), which the listing, its cursors and the webhook dispatcher's per
+//! user order (`webhook_deliveries::due`) all follow, ties included: events
+//! of two servers in the same microsecond go by id, compared by the
+//! database (ids are lowercase hex with hyphens at fixed places, which
+//! SQLite and PostgreSQL's C and common collations order alike). Across
+//! servers it is as
+//! faithful to real time as their clocks are in sync (NTP, as for leases
+//! and token expiry).
 
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};

@@ -41,6 +41,16 @@ use diesel::{
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 /// The migrations under `schema/`, portable across both backends.
+///
+/// A migration's directory name is its version: Diesel records it in
+/// `__diesel_schema_migrations` of every database it ran on, and runs any
+/// embedded version that table lacks. Three names are dated ahead of the
+/// day they were written (`2026-12-01`, `-02` and `-03` were all committed
+/// on 2026-11-27); they keep those names, since renaming one would make
+/// every existing database run it a second time (its `CREATE TABLE` or
+/// `DROP INDEX` then fails at start). Only the order of the names matters,
+/// and it is the order the migrations were written in. A new migration is
+/// named with the day it is written, later than every existing name.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("schema");
 
 /// One connection of either backend; queries are written once against it.

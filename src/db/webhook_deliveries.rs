@@ -52,15 +52,59 @@ pub fn enqueued_hints() -> tokio::sync::watch::Receiver<u64> {
     ENQUEUED.subscribe()
 }
 
-/// Makes `urls` the endpoints events are fanned out to (none: webhooks off).
-pub fn set_endpoints(conn: &mut AnyConnection, urls: &[String]) -> Result<(), Error> {
+/// What [`set_endpoints`] replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointsChange {
+    /// The endpoints before, sorted.
+    pub previous: Vec<String>,
+    /// Pending deliveries to URLs that are no longer endpoints, now failed:
+    /// how many of each URL.
+    pub expired: Vec<(String, i64)>,
+}
+
+/// Why a delivery whose endpoint is gone failed (`last_error`).
+pub const ENDPOINT_REMOVED: &str = "its URL is no longer in WEBHOOK_URLS";
+
+/// Makes `urls` the endpoints events are fanned out to (none: webhooks off),
+/// and fails the pending deliveries to any other URL: no dispatcher sends
+/// them any more, so pending they would stay for ever. Call it inside a
+/// write transaction.
+pub fn set_endpoints(conn: &mut AnyConnection, urls: &[String]) -> Result<EndpointsChange, Error> {
+    let previous = endpoints(conn)?;
     diesel::delete(webhook_endpoints::table).execute(conn)?;
     for url in urls {
         diesel::insert_into(webhook_endpoints::table)
             .values(webhook_endpoints::url.eq(url))
             .execute(conn)?;
     }
-    Ok(())
+    let gone = || {
+        deliveries::table
+            .filter(status_is(PENDING))
+            .filter(deliveries::url.ne_all(webhook_endpoints::table.select(webhook_endpoints::url)))
+    };
+    let expired: Vec<(String, i64)> = gone()
+        .group_by(deliveries::url)
+        .select((deliveries::url, count_star()))
+        .order(deliveries::url)
+        .load(conn)?;
+    if !expired.is_empty() {
+        diesel::update(gone())
+            .set((
+                deliveries::status.eq(FAILED),
+                deliveries::claimed_until.eq(None::<NaiveDateTime>),
+                deliveries::last_error.eq(ENDPOINT_REMOVED),
+            ))
+            .execute(conn)?;
+    }
+    Ok(EndpointsChange { previous, expired })
+}
+
+/// The endpoints events are fanned out to now, sorted.
+pub fn endpoints(conn: &mut AnyConnection) -> Result<Vec<String>, Error> {
+    webhook_endpoints::table
+        .select(webhook_endpoints::url)
+        .order(webhook_endpoints::url)
+        .load(conn)
 }
 
 /// Adds a pending delivery of `event` for every endpoint, in one statement
@@ -319,14 +363,33 @@ pub fn settle(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub pending: i64,
+    /// Counted up to [`DELIVERED_COUNT_CAP`] + 1 (more: [`Counts::delivered_capped`]).
     pub delivered: i64,
     pub failed: i64,
     /// When the oldest pending delivery's event happened.
     pub oldest_pending: Option<NaiveDateTime>,
 }
 
+/// Delivered rows [`counts`] reads at most. They are most of the table (a
+/// day of them, kept by retention), so an exact count reads every one of
+/// them, and its cost grows with the traffic; the pending and failed counts
+/// read only their own partial indexes, whatever the volume delivered.
+pub const DELIVERED_COUNT_CAP: i64 = 10_000;
+
+impl Counts {
+    /// Whether there are more delivered rows than were counted.
+    pub fn delivered_capped(&self) -> bool {
+        self.delivered > DELIVERED_COUNT_CAP
+    }
+}
+
 pub fn counts(conn: &mut AnyConnection) -> Result<Counts, Error> {
-    let delivered = count_with(conn, DELIVERED)?;
+    let delivered = deliveries::table
+        .filter(status_is(DELIVERED))
+        .select(sql::<diesel::sql_types::Integer>("1"))
+        .limit(DELIVERED_COUNT_CAP + 1)
+        .load::<i32>(conn)?
+        .len() as i64;
     Ok(Counts {
         delivered,
         ..backlog(conn)?
@@ -354,18 +417,23 @@ fn count_with(conn: &mut AnyConnection, status: &'static str) -> Result<i64, Err
         .first(conn)
 }
 
-/// Puts every failed delivery back to pending, due now, with a fresh retry
-/// period; returns how many.
+/// Puts every failed delivery to a current endpoint back to pending, due
+/// now, with a fresh retry period; returns how many. (Those to a URL that is
+/// no longer an endpoint stay failed: nothing would send them.)
 pub fn retry_failed(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize, Error> {
-    diesel::update(deliveries::table.filter(status_is(FAILED)))
-        .set((
-            deliveries::status.eq(PENDING),
-            deliveries::attempts.eq(0),
-            deliveries::next_attempt_at.eq(now),
-            deliveries::enqueued_at.eq(now),
-            deliveries::claimed_until.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)
+    diesel::update(
+        deliveries::table.filter(status_is(FAILED)).filter(
+            deliveries::url.eq_any(webhook_endpoints::table.select(webhook_endpoints::url)),
+        ),
+    )
+    .set((
+        deliveries::status.eq(PENDING),
+        deliveries::attempts.eq(0),
+        deliveries::next_attempt_at.eq(now),
+        deliveries::enqueued_at.eq(now),
+        deliveries::claimed_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
 }
 
 /// Deletes up to `batch` deliveries delivered before `cutoff`; returns how

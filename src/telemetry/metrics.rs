@@ -166,9 +166,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(
+            .register(Box::new(ProcessMetrics(
                 prometheus::process_collector::ProcessCollector::for_self(),
-            ))
+            )))
             .expect("distinct metric names");
 
         Self {
@@ -387,6 +387,7 @@ pub struct WebhookMetrics {
     failed: IntGauge,
     lag: Histogram,
     attempts: IntCounterVec,
+    disagreement: IntGauge,
 }
 
 impl Default for WebhookMetrics {
@@ -432,7 +433,19 @@ impl WebhookMetrics {
             )
             .expect("valid metric"),
             attempts,
+            disagreement: IntGauge::new(
+                "flashback_webhook_endpoints_disagreement",
+                "1 while this server's WEBHOOK_URLS differ from the endpoints in the database \
+                 (those of the server of the database that started last, which every server's \
+                 events go to), else 0.",
+            )
+            .expect("valid metric"),
         }
+    }
+
+    /// Whether this server's endpoints differ from the database's.
+    pub fn set_disagreement(&self, disagrees: bool) {
+        self.disagreement.set(i64::from(disagrees));
     }
 
     /// The outbox's pending and failed rows, as counted now.
@@ -457,6 +470,7 @@ impl WebhookMetrics {
             Box::new(self.failed.clone()),
             Box::new(self.lag.clone()),
             Box::new(self.attempts.clone()),
+            Box::new(self.disagreement.clone()),
         ]
     }
 }
@@ -523,5 +537,38 @@ impl Collector for PoolCollector {
             .into_iter()
             .chain(self.connections.collect())
             .collect()
+    }
+}
+
+/// The process collector's series, with `process_cpu_seconds_total` to the
+/// clock tick: the collector divides the ticks by the tick rate in integers,
+/// so its counter moves by whole seconds, and a `rate()` over a minute of a
+/// lightly loaded server reads 0 or 1/60.
+#[cfg(target_os = "linux")]
+struct ProcessMetrics(prometheus::process_collector::ProcessCollector);
+
+#[cfg(target_os = "linux")]
+impl Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families = self.0.collect();
+        let seconds = procfs::process::Process::myself()
+            .and_then(|process| process.stat())
+            .map(|stat| (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64);
+        if let Ok(seconds) = seconds {
+            for family in &mut families {
+                if family.name() == "process_cpu_seconds_total" {
+                    for metric in family.mut_metric() {
+                        let mut counter = prometheus::proto::Counter::default();
+                        counter.set_value(seconds);
+                        metric.set_counter(counter);
+                    }
+                }
+            }
+        }
+        families
     }
 }

@@ -58,7 +58,8 @@ const GATHER: Duration = Duration::from_millis(50);
 /// Attempts in flight at once to one endpoint (users side by side).
 const CONCURRENCY: usize = 64;
 
-/// How often the pending and failed gauges are recounted.
+/// How often the pending and failed gauges are recounted, and the
+/// database's endpoints compared with this server's.
 const COUNT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs for ever (the caller drops it to stop: an attempt in flight is cut
@@ -100,7 +101,7 @@ pub async fn run(db: Db, settings: WebhookSettings, metrics: WebhookMetrics) {
         .await
     };
     let counting = supervised("webhook counts", &settings, || {
-        count_for_ever(&db, &metrics)
+        count_for_ever(&db, &settings, &metrics)
     });
     futures_util::future::join(loops, counting).await;
 }
@@ -180,11 +181,35 @@ async fn dispatcher_lock(file: &std::path::Path, poll: Duration) -> std::fs::Fil
     }
 }
 
-async fn count_for_ever(db: &Db, metrics: &WebhookMetrics) {
+async fn count_for_ever(db: &Db, settings: &WebhookSettings, metrics: &WebhookMetrics) {
+    let mut ours = settings.urls.clone();
+    ours.sort();
+    let mut disagreed = false;
     loop {
         match db.run(outbox::backlog).await {
             Ok(counts) => metrics.set_counts(counts.pending, counts.failed),
             Err(e) => log::debug!("webhooks: cannot count deliveries: {e}"),
+        }
+        // Another server that started later with other WEBHOOK_URLS has
+        // replaced the endpoints for every server: this one's events go
+        // where that one's list says, and its own list only to what is
+        // still pending of it. Said once per change, and in the gauge.
+        match db.run(outbox::endpoints).await {
+            Ok(theirs) => {
+                let disagrees = theirs != ours;
+                if disagrees && !disagreed {
+                    log::warn!(
+                        "webhooks: the database's endpoints [{}] differ from this server's                          WEBHOOK_URLS [{}]: another server started with other WEBHOOK_URLS, and                          every server's events now go to its endpoints; give all servers the                          same WEBHOOK_URLS",
+                        super::list(&theirs),
+                        super::list(&ours)
+                    );
+                } else if disagreed && !disagrees {
+                    log::info!("webhooks: the database's endpoints are this server's again");
+                }
+                disagreed = disagrees;
+                metrics.set_disagreement(disagrees);
+            }
+            Err(e) => log::debug!("webhooks: cannot read the endpoints: {e}"),
         }
         actix_web::rt::time::sleep(COUNT_INTERVAL).await;
     }

@@ -67,14 +67,44 @@ impl WebhookSettings {
 }
 
 /// Makes `urls` the endpoints every event recorded from now on is fanned
-/// out to, by any process on this database (none: webhooks off). Blocking.
+/// out to, by any process on this database (none: webhooks off), and fails
+/// the pending deliveries to URLs that are no longer endpoints. Blocking.
+///
+/// The endpoints are one set per database: the last server to start sets
+/// them for all. A server whose own list differs from it afterwards says so
+/// (`dispatch`: a warning and `flashback_webhook_endpoints_disagreement`).
 pub fn set_endpoints(db: &crate::db::Db, urls: &[String]) -> Result<(), String> {
-    db.run_blocking(|conn| {
-        crate::db::write_transaction(conn, |conn| {
-            crate::db::webhook_deliveries::set_endpoints(conn, urls)
+    let change = db
+        .run_blocking(|conn| {
+            crate::db::write_transaction(conn, |conn| {
+                crate::db::webhook_deliveries::set_endpoints(conn, urls)
+            })
         })
-    })
-    .map_err(|e| format!("cannot set the webhook endpoints: {e}"))
+        .map_err(|e| format!("cannot set the webhook endpoints: {e}"))?;
+    let mut sorted = urls.to_vec();
+    sorted.sort();
+    if change.previous != sorted {
+        log::info!(
+            "webhooks: the endpoints of every server on this database are now [{}] (were [{}])",
+            list(&sorted),
+            list(&change.previous)
+        );
+    }
+    for (url, count) in &change.expired {
+        log::warn!(
+            "webhooks: {count} pending deliveries to {} failed: the URL is no longer in WEBHOOK_URLS",
+            redact(url)
+        );
+    }
+    Ok(())
+}
+
+/// URLs as logs may show them, comma-separated.
+pub(crate) fn list(urls: &[String]) -> String {
+    urls.iter()
+        .map(|u| redact(u))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses `WEBHOOK_URLS`: comma-separated http(s) URLs; empty: none.

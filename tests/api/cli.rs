@@ -494,3 +494,64 @@ fn openapi_public_prints_the_document_without_the_platform_operations() {
     let full: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
     assert!(full["paths"].get("/platform/sessions").is_some());
 }
+
+/// `webhook status` reads a bounded number of delivered rows: past the cap it
+/// says "or more" rather than read every delivered row of the day.
+async fn webhook_status_counts_delivered_rows_up_to_a_cap(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cap = flashback_devices::db::webhook_deliveries::DELIVERED_COUNT_CAP;
+    let rows = |n: i64| {
+        match backend {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n}) \
+             INSERT INTO webhook_deliveries (event_id, url, user_id, occurred_at, status, \
+             next_attempt_at, enqueued_at, delivered_at) \
+             SELECT 'e' || i, 'http://127.0.0.1:9/hook', 'u', '2026-01-01 00:00:00', \
+             'delivered', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM g"
+        ),
+        Backend::Postgres => format!(
+            "INSERT INTO webhook_deliveries (event_id, url, user_id, occurred_at, status, \
+             next_attempt_at, enqueued_at, delivered_at) \
+             SELECT 'e' || i, 'http://127.0.0.1:9/hook', 'u', '2026-01-01', 'delivered', \
+             '2026-01-01', '2026-01-01', '2026-01-01' FROM generate_series(1, {n}) i"
+        ),
+    }
+    };
+    let status = |database_url: String| async move {
+        let output = tokio::task::spawn_blocking(move || {
+            binary()
+                .args(["webhook", "status"])
+                .env("DATABASE_URL", database_url)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    app.execute_sql(&rows(cap)).await;
+    let exact = status(app.database_url.clone()).await;
+    assert!(exact.contains(&format!("\ndelivered: {cap}\n")), "{exact}");
+    app.execute_sql("UPDATE webhook_deliveries SET event_id = 'x' || event_id")
+        .await;
+    app.execute_sql(&rows(5)).await;
+    let capped = status(app.database_url.clone()).await;
+    assert!(
+        capped.contains(&format!("\ndelivered: {cap} or more\n")),
+        "{capped}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_status_counts_delivered_rows_up_to_a_cap_sqlite() {
+    webhook_status_counts_delivered_rows_up_to_a_cap(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn webhook_status_counts_delivered_rows_up_to_a_cap_postgres() {
+    if postgres_url().is_none() {
+        return;
+    }
+    webhook_status_counts_delivered_rows_up_to_a_cap(Backend::Postgres).await;
+}

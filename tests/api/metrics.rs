@@ -497,3 +497,32 @@ fn the_exposition_format_is_the_one_the_spec_documents() {
     let media_types: Vec<&String> = content.keys().collect();
     assert_eq!(media_types, [&Metrics::content_type()]);
 }
+
+#[tokio::test]
+async fn process_cpu_seconds_have_their_fraction() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // The server runs in this process: some CPU between scrapes moves the
+    // counter by ticks (1/100 s, usually), so that a whole number at every
+    // scrape means the fraction is dropped.
+    let mut readings = Vec::new();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let seconds = scrape(&app)
+            .await
+            .get("process_cpu_seconds_total", &[])
+            .expect("process_cpu_seconds_total");
+        readings.push(seconds);
+    }
+    assert!(
+        readings.windows(2).all(|w| w[0] <= w[1]),
+        "a counter: {readings:?}"
+    );
+    assert!(
+        readings.iter().any(|s| s.fract() != 0.0),
+        "whole seconds only: {readings:?}"
+    );
+}

@@ -793,3 +793,160 @@ webhook_test!(
         assert_eq!(received[1].body["data"]["actorService"], json!("sign-in"));
     }
 );
+
+/// A URL where nothing listens: connections are refused.
+fn unreachable_url() -> String {
+    let reserved = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/hook", reserved.local_addr().unwrap())
+}
+
+/// Every delivery's URL, status and last error.
+async fn deliveries(app: &TestApp) -> Vec<(String, String, Option<String>)> {
+    use diesel::prelude::*;
+    use flashback_devices::db::schema::webhook_deliveries::dsl::*;
+    let db = app.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.run_blocking(|conn| {
+            webhook_deliveries
+                .select((url, status, last_error))
+                .order((url, occurred_at, event_id))
+                .load(conn)
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+webhook_test!(
+    pending_deliveries_to_a_removed_url_fail_and_stay_failed,
+    |backend| {
+        let gone = unreachable_url();
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&gone])).await;
+        app.login("alice", "Laptop", None).await;
+        let pending = outbox_counts(&app).await.pending;
+        assert!(pending > 0);
+
+        // A restart with the URL removed from WEBHOOK_URLS.
+        app.another_server_with(options(settings(&[&receiver.url])))
+            .await;
+        let rows = deliveries(&app).await;
+        assert_eq!(rows.len() as i64, pending, "{rows:?}");
+        for (url, status, error) in &rows {
+            assert_eq!(url, &gone);
+            assert_eq!(status, "failed");
+            assert_eq!(error.as_deref(), Some(webhook_deliveries::ENDPOINT_REMOVED));
+        }
+        // `webhook retry` leaves them: nothing would send them.
+        let db = app.db.clone();
+        let retried = tokio::task::spawn_blocking(move || {
+            db.run_blocking(|conn| webhook_deliveries::retry_failed(conn, db::now()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(retried, 0);
+        let counts = outbox_counts(&app).await;
+        assert_eq!((counts.pending, counts.failed), (0, pending));
+    }
+);
+
+webhook_test!(
+    servers_with_other_webhook_urls_say_they_disagree,
+    |backend| {
+        let (first, second) = (Receiver::start().await, Receiver::start().await);
+        let app = spawn_with_webhooks(backend, settings(&[&first.url])).await;
+        let disagreement = |metrics: &crate::metrics::Scrape| {
+            metrics.get("flashback_webhook_endpoints_disagreement", &[])
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while disagreement(&crate::metrics::scrape(&app).await) != Some(0.0) {
+            assert!(Instant::now() < deadline, "no agreement reported");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Started later with another list: its list is everybody's now.
+        let later = app
+            .another_server_with(options(settings(&[&second.url])))
+            .await;
+        while disagreement(&crate::metrics::scrape(&app).await) != Some(1.0) {
+            assert!(Instant::now() < deadline, "no disagreement reported");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let scrape_later = || async {
+            let body = app
+                .client
+                .get(format!("{later}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            crate::metrics::Scrape::parse(&body)
+        };
+        while disagreement(&scrape_later().await) != Some(0.0) {
+            assert!(Instant::now() < deadline, "the later server disagrees");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Events of the first server are fanned out to the later one's list.
+        app.login("alice", "Laptop", None).await;
+        let rows = deliveries(&app).await;
+        assert!(!rows.is_empty());
+        assert!(rows.iter().all(|(url, ..)| url == &second.url), "{rows:?}");
+    }
+);
+
+webhook_test!(
+    events_of_one_microsecond_list_and_arrive_in_one_order,
+    |backend| {
+        let receiver = Receiver::start().await;
+        let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+        let alice = app.login("alice", "Laptop", None).await;
+        let first = ids(&events_in_order(&app, &alice.token).await);
+        receiver.wait_for(&first).await;
+        // Two servers record an event of alice in the same microsecond: the
+        // id decides, for the listing (across a page boundary) and for the
+        // deliveries alike, whichever was inserted first.
+        let (low, high) = (
+            "01930000-0000-7000-8000-00000000000a",
+            "01930000-0000-7000-8000-00000000000b",
+        );
+        let at = "2030-01-01 00:00:00.000001";
+        let copy = |id: &str| {
+            format!(
+                "INSERT INTO security_events (id, user_id, event_type, occurred_at, device_id, \
+                 device_name, session_id, revoked_session_count, actor_session_id, ip_address, \
+                 user_agent) SELECT '{id}', user_id, event_type, '{at}', device_id, device_name, \
+                 session_id, revoked_session_count, actor_session_id, ip_address, user_agent \
+                 FROM security_events WHERE id = '{}'; \
+                 INSERT INTO webhook_deliveries (event_id, url, user_id, occurred_at, status, \
+                 next_attempt_at, enqueued_at) SELECT '{id}', url, 'alice', '{at}', 'pending', \
+                 '2020-01-01 00:00:00', '2020-01-01 00:00:00' FROM webhook_endpoints;",
+                first[0]
+            )
+        };
+        app.execute_sql(&format!("BEGIN; {} {} COMMIT;", copy(high), copy(low)))
+            .await;
+        let mut listed = Vec::new();
+        let mut path = "/security-events?limit=1".to_owned();
+        loop {
+            let page = app.get(&path, &alice.token).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            listed.extend(ids(page.body["events"].as_array().unwrap()));
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => path = format!("/security-events?limit=1&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(listed.len(), first.len() + 2, "{listed:?}");
+        assert_eq!(&listed[..2], [high, low], "newest first: {listed:?}");
+        let expected: Vec<String> = first
+            .iter()
+            .cloned()
+            .chain([low.to_owned(), high.to_owned()])
+            .collect();
+        receiver.wait_for(&expected).await;
+        assert_eq!(receiver.acknowledged_ids(), expected);
+    }
+);

@@ -326,8 +326,19 @@ def run_block(where, name, script, serves, on_ready=None):
             fail(where, f"{e}\n{tail(log)}")
 
 
+def walkthrough_text():
+    """The section's text and the JSON answers it quotes, in order."""
+    text = (REPO / "README.md").read_text().split("## Try it from Swagger UI", 1)[1].split("\n## ", 1)[0]
+    answers = [json.loads(a) for a in re.findall(r"`(\{\"success\".*?\})`", text.replace("\n   ", " "))]
+    require(len(answers) == 2, f"expected the two quoted answers (untrust, revoke-others) in the walkthrough, found {answers}")
+    for name in ("Work laptop", "Phone", "OTHER_SESSIONS_REVOKED", "DEVICE_UNTRUSTED", "nextCursor"):
+        require(name in text, f"the walkthrough no longer mentions {name}: update .ci/doc-commands.sh with it")
+    return answers
+
+
 def walkthrough(log):
     """The README's "Try it from Swagger UI", step by step, over HTTP."""
+    untrust_answer, others_answer = walkthrough_text()
     lines = log.read_text().split("\n")
     deadline = time.monotonic() + 10
     while not any(l.startswith("eyJ") for l in lines) and time.monotonic() < deadline:
@@ -346,12 +357,12 @@ def walkthrough(log):
     phone = next(d["id"] for d in devices if d["deviceName"] == "Phone")
     require(any(s["isCurrent"] for s in http("GET", "/sessions", token)["sessions"]), "step 4: no current session")
     untrust = http("POST", f"/devices/{phone}/untrust", token)
-    require(untrust == {"success": True, "message": "Device untrusted successfully"}, f"step 5: {untrust}")
+    require(untrust == untrust_answer, f"step 5: {untrust}, the README says {untrust_answer}")
     sessions = http("GET", "/sessions", token)["sessions"]
     require(all(s["deviceId"] != phone for s in sessions), f"step 6: the phone's session is listed: {sessions}")
     require(http("GET", f"/devices/{phone}", token)["device"]["isTrusted"] is False, "step 6: the phone is still trusted")
     others = http("POST", "/sessions/revoke-others", token)
-    require(others == {"success": True, "message": "Other sessions revoked successfully", "revokedCount": 2}, f"step 7: {others}")
+    require(others == others_answer, f"step 7: {others}, the README says {others_answer}")
     http("GET", "/sessions/current", token)  # step 7: this token still works
     page1 = http("GET", "/security-events?limit=2", token)
     types = [e["type"] for e in page1["events"]]

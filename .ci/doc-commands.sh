@@ -11,6 +11,9 @@
 #   ```sh                   not run here: each of its commands must be listed
 #                           in COVERED below with the CI step that runs it
 #                           (or says why it cannot run in CI as written)
+#   ```python runnable      a webhook receiver (docs/webhooks.md): run as written
+#                           with standardwebhooks from clients/webhooks/requirements.txt,
+#                           as the receiver of a real server's deliveries
 # Other fences (text, yaml, nginx, http, python, ...) are not commands.
 #
 # A block runs in target/doc-commands/<file>-<line>/, which holds a symlink
@@ -377,14 +380,94 @@ def walkthrough(log):
     print("    the Swagger UI walkthrough's steps 1-8 answered as the README says", flush=True)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not check():
+        require(time.monotonic() < deadline, f"{what}: not within {seconds} s")
+        time.sleep(0.2)
+
+
+def receiver(where, body):
+    """A receiver block, as the receiver of a real server: a revocation's
+    delivery must come through its verification, and a forged one be refused."""
+    d = fresh_dir(where.replace("/", "_").replace(":", "-"))
+    (d / "receiver.py").write_text("\n".join(body) + "\n")
+    print(f"\n--- {where} (a webhook receiver)", flush=True)
+    venv = REPO / "target" / "webhooks-venv"  # the one .ci/webhooks.sh uses
+    procs = []
+    try:
+        port = int(re.search(r'HTTPServer\(\("127\.0\.0\.1", (\d+)\)', "\n".join(body)).group(1))
+        with socket.socket() as s:
+            require(s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is in use: the receiver listens on it")
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--no-input", "-r", str(REPO / "clients/webhooks/requirements.txt")], check=True)
+        binary = str(REPO / "target/release/flashback-devices")
+        secret = subprocess.run([binary, "webhook", "secret"], capture_output=True, text=True, check=True).stdout.strip()
+        env = environment() | {"WEBHOOK_SECRET": secret, "PYTHONUNBUFFERED": "1"}
+        log = d / "receiver.log"
+        procs.append(subprocess.Popen([str(venv / "bin" / "python"), "receiver.py"], cwd=d, env=env, stdin=subprocess.DEVNULL,
+                                      stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        wait_for("the receiver listening", lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0)
+        forged = urllib.request.Request(f"http://127.0.0.1:{port}/hook", data=b'{"type":"X"}', method="POST", headers={
+            "webhook-id": "forged", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})
+        try:
+            urllib.request.urlopen(forged, timeout=5)
+            raise RuntimeError("the receiver acknowledged a forged delivery")
+        except urllib.error.HTTPError as e:
+            require(e.code == 400, f"a forged delivery got {e.code}, not 400")
+        api = free_port()
+        env = env | {"DATABASE_URL": f"sqlite://{d}/webhooks.db", "JWT_SECRET": "doc-commands-0123456789abcdef0123456789",
+                     "BIND_ADDR": f"127.0.0.1:{api}", "WEBHOOK_URLS": f"http://127.0.0.1:{port}/hook"}
+        created = json.loads(subprocess.run([binary, "session", "create", "--user", "alice", "--device-name", "Laptop"],
+                                            env=env, capture_output=True, text=True, check=True).stdout)
+        procs.append(subprocess.Popen([binary, "serve"], cwd=d, env=env, stdin=subprocess.DEVNULL,
+                                      stdout=open(d / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+        def answers():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_for("the server's /healthz", answers)
+        revoke = urllib.request.Request(f"http://127.0.0.1:{api}/sessions/revoke-all", data=b"", method="POST",
+                                        headers={"Authorization": f"Bearer {created['token']}"})
+        require(urllib.request.urlopen(revoke, timeout=10).status == 200, "revoke-all failed")
+        wait_for("the receiver printing the revocation",
+                 lambda: "drop cached sessions of alice" in log.read_text(), seconds=30)
+        print(log.read_text().rstrip(), flush=True)
+        print(f"--- ok: {where}: a forged delivery refused (400), the revocation received and verified", flush=True)
+    except Exception as e:  # noqa: BLE001
+        logs = "\n".join(tail(f) for f in (d / "receiver.log", d / "server.log") if f.exists())
+        fail(where, f"{e}\n{logs}")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    runnable = []
+    runnable, receivers = [], []
     for path in FILES:
         rel = str(path.relative_to(REPO))
         check_links(path)
         for start, info, body in blocks(path):
+            if info[:1] == ["python"] and "runnable" in info:
+                receivers.append((f"{rel}:{start}", body))
+                continue
             if not info or info[0] not in SHELLS:
                 continue
             where = f"{rel}:{start}"
@@ -416,12 +499,15 @@ def main():
             for _, after in needs:
                 after()
 
+    for where, body in receivers:
+        receiver(where, body)
+
     if failures:
         print(f"\n{len(failures)} failure(s) in the commands of README.md and docs/:", file=sys.stderr)
         for f in failures:
             print("  " + f.split("\n")[0], file=sys.stderr)
         sys.exit(1)
-    print(f"\nall {len(runnable) + 1} runnable blocks of README.md and docs/ passed", flush=True)
+    print(f"\nall {len(runnable) + len(receivers) + 1} runnable blocks of README.md and docs/ passed", flush=True)
 
 
 try:

@@ -405,10 +405,14 @@ def receiver(where, body):
         port = int(re.search(r'HTTPServer\(\("127\.0\.0\.1", (\d+)\)', "\n".join(body)).group(1))
         with socket.socket() as s:
             require(s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is in use: the receiver listens on it")
-        if not (venv / "bin" / "python").exists():
+        requirements = REPO / "clients/webhooks/requirements.txt"
+        stamp = venv / ".requirements.txt"  # as .ci/webhooks.sh keeps it
+        if not stamp.exists() or stamp.read_bytes() != requirements.read_bytes():
+            shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--no-input", "-r", str(REPO / "clients/webhooks/requirements.txt")], check=True)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                            "--no-input", "-r", str(requirements)], check=True)
+            shutil.copyfile(requirements, stamp)
         binary = str(REPO / "target/release/flashback-devices")
         secret = subprocess.run([binary, "webhook", "secret"], capture_output=True, text=True, check=True).stdout.strip()
         env = environment() | {"WEBHOOK_SECRET": secret, "PYTHONUNBUFFERED": "1"}

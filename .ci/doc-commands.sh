@@ -334,7 +334,7 @@ def walkthrough_text():
     text = (REPO / "README.md").read_text().split("## Try it from Swagger UI", 1)[1].split("\n## ", 1)[0]
     answers = [json.loads(a) for a in re.findall(r"`(\{\"success\".*?\})`", text.replace("\n   ", " "))]
     require(len(answers) == 2, f"expected the two quoted answers (untrust, revoke-others) in the walkthrough, found {answers}")
-    for name in ("Work laptop", "Phone", "OTHER_SESSIONS_REVOKED", "DEVICE_UNTRUSTED", "nextCursor"):
+    for name in ("three devices and four sessions", "Work laptop", "Phone", "OTHER_SESSIONS_REVOKED", "DEVICE_UNTRUSTED", "nextCursor"):
         require(name in text, f"the walkthrough no longer mentions {name}: update .ci/doc-commands.sh with it")
     return answers
 
@@ -357,8 +357,11 @@ def walkthrough(log):
             f"step 3: {current}")
     devices = http("GET", "/devices", token)["devices"]
     require([d["deviceName"] for d in devices if d["isCurrent"]] == ["Work laptop"], f"step 4: {devices}")
+    require(len(devices) == 3, f"step 1: the demo user has {len(devices)} devices, not three")
     phone = next(d["id"] for d in devices if d["deviceName"] == "Phone")
-    require(any(s["isCurrent"] for s in http("GET", "/sessions", token)["sessions"]), "step 4: no current session")
+    before = http("GET", "/sessions", token)["sessions"]
+    require(len(before) == 4, f"step 1: the demo user has {len(before)} sessions, not four")
+    require([s["isCurrent"] for s in before].count(True) == 1, "step 4: not exactly one current session")
     untrust = http("POST", f"/devices/{phone}/untrust", token)
     require(untrust == untrust_answer, f"step 5: {untrust}, the README says {untrust_answer}")
     sessions = http("GET", "/sessions", token)["sessions"]

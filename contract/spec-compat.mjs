@@ -1,4 +1,4 @@
-// The spec compatibility guard run by .ci/spec-compat.sh (README: "Evolving the spec").
+// The spec compatibility guard run by .ci/spec-compat.sh (docs/evolving-the-spec.md).
 //
 //   node contract/spec-compat.mjs check RELEASED CURRENT
 //     Compares CURRENT (openapi/openapi.yaml) with RELEASED (openapi/released.yaml,
@@ -171,7 +171,7 @@ function printVerdict(verdict, releasedFile, currentFile) {
     case 'breaking':
       console.error(
         `spec-compat: FAILED: ${versions}: the breaking changes above would break clients generated from ` +
-          `version ${verdict.released}.\nMake the change compatible (README "Evolving the spec"), or, if it ` +
+          `version ${verdict.released}.\nMake the change compatible (docs/evolving-the-spec.md), or, if it ` +
           `must break clients, raise the major version in ${currentFile} and record the change in CHANGELOG.md.`,
       );
       break;

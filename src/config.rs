@@ -171,9 +171,8 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
     /// Threads per HTTP worker that run database calls. A few per core is
-    /// fastest (more only add context switches and lock contention: see the
-    /// Performance section of the README); keep DB_POOL_SIZE at least
-    /// workers x this.
+    /// fastest (more only add context switches and lock contention); keep
+    /// DB_POOL_SIZE at least workers x this.
     #[arg(long, env = "BLOCKING_THREADS", default_value_t = 4)]
     pub blocking_threads: usize,
     /// Database connections kept at most.
@@ -224,7 +223,7 @@ pub struct ServeArgs {
     /// on: waiting writes share one transaction and one commit (one writer);
     /// off: every write commits alone, concurrently; auto: on for SQLite, off
     /// for PostgreSQL (which groups concurrent commits itself, and gains more
-    /// from parallel connections than from one writer: README, Performance).
+    /// from parallel connections than from one writer: docs/performance.md).
     #[arg(long, env = "GROUP_COMMIT", value_enum, default_value_t = GroupCommit::Auto)]
     pub group_commit: GroupCommit,
     /// Comma-separated http(s) URLs every security event is POSTed to, signed; empty: webhooks off.

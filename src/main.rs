@@ -19,7 +19,7 @@ use flashback_devices::{
 };
 
 /// glibc's allocator spends much of a request in malloc/free and in arena
-/// locks under many threads (the profile in bench/README.md); mimalloc does not.
+/// locks under many threads; mimalloc does not.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

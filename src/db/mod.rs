@@ -322,7 +322,7 @@ impl WriteMode {
     /// What `GROUP_COMMIT=auto` picks: grouped on SQLite, which commits one
     /// writer at a time anyway; alone on PostgreSQL, which groups concurrent
     /// commits itself and measured faster with parallel connections than
-    /// through one writer (README, Performance).
+    /// through one writer (docs/performance.md).
     pub fn for_url(url: &DatabaseUrl) -> Self {
         if url.is_sqlite() {
             Self::Grouped

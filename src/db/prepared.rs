@@ -20,8 +20,8 @@ use diesel::{
 /// while the Rust type stays the same, so a cache keyed by type could run
 /// the wrong statement. This one has no static query id, so its cache key is
 /// the rendered SQL and the bind types, and it is reused only for the very
-/// same SQL. Profiled on SQLite under heartbeats, preparing statements was
-/// 22 % of the single writer thread's time.
+/// same SQL. Preparing them again was a large share of the single writer
+/// thread's time under heartbeats (measured: docs/performance.md).
 pub fn update<T, W, V>(table: T, filter: W, values: V) -> Update<T::FromClause, W, V::Changeset>
 where
     T: Table,

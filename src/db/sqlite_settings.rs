@@ -57,10 +57,11 @@ fn configure_sqlite_library() {
 /// Without it, the bundled SQLite (3.53) reads the bound value of `LIMIT ?`
 /// (which Diesel renders for every `.first()`) and of a few other terms while
 /// planning, so the next binding of that parameter expires the cached
-/// statement and every execution parses and plans it again: 46 % of the
-/// server's CPU in `GET /sessions/current`, and the session check of every
-/// request. Our queries are written for their indexes (partial ones with
-/// literal conditions), so no plan here needs a bound value.
+/// statement and every execution parses and plans it again: the largest
+/// cost of `GET /sessions/current` and of the session check of every
+/// request (measured: docs/performance.md). Our queries are written for
+/// their indexes (partial ones with literal conditions), so no plan here
+/// needs a bound value.
 unsafe extern "C" fn plan_without_bound_values(
     db: *mut ffi::sqlite3,
     _error: *mut *mut std::ffi::c_char,

@@ -206,10 +206,10 @@ pub fn due(
     // with bound values, portable to both backends. `LIMIT 1 OFFSET 0` keeps
     // PostgreSQL from turning the NOT EXISTS into an anti-join, which reads
     // every pending row of the endpoint before the outer LIMIT applies: with
-    // a backlog each claim got dearer, the dispatcher fell further behind
-    // (`bench/run --webhooks`: delivery lag p50 4–7 s, claims of 100 taking
-    // up to 220 ms), while checked row by row in event order a claim stops
-    // at its limit (lag p50 0.1 s). SQLite checks it row by row either way.
+    // a backlog each claim got dearer and the dispatcher fell further behind,
+    // while checked row by row in event order a claim stops at its limit
+    // (`bench/run --webhooks`, measured: docs/performance.md). SQLite checks
+    // it row by row either way.
     let not_held_back = sql::<Bool>(
         "NOT EXISTS (SELECT 1 FROM webhook_deliveries earlier \
          WHERE earlier.url = webhook_deliveries.url \

@@ -34,10 +34,10 @@ use crate::telemetry::{context::Carried, DbMetrics};
 
 /// Most jobs in one transaction. 128 holds every write of a full bench run
 /// (64 connections) or a busy deployment's burst in one or two commits,
-/// while one batch stays a few milliseconds of work on SQLite (~30 µs per
-/// write), so the write lock that other processes wait for is never held
-/// long, and a batch that must be run again (a failing job on PostgreSQL,
-/// a deadlock victim) redoes little.
+/// while one batch stays a few milliseconds of work on SQLite (the cost of a
+/// write: docs/performance.md), so the write lock that other processes wait
+/// for is never held long, and a batch that must be run again (a failing
+/// job on PostgreSQL, a deadlock victim) redoes little.
 pub const MAX_BATCH: usize = 128;
 
 /// Runs of one batch at most when PostgreSQL aborts it as a deadlock victim

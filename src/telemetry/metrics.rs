@@ -8,7 +8,7 @@
 //! Adding series (the webhook dispatcher's deliveries, say): create the
 //! `prometheus` metrics where the work happens, as [`DbMetrics`] does for the
 //! database, hand clones to [`Metrics::register`] at start-up, and list them
-//! in the README's "Operating it" section.
+//! in docs/operating.md ("Metrics").
 
 use std::{
     sync::Arc,

@@ -50,9 +50,9 @@ use crate::{
 /// How long an idle dispatcher waits after the first event that wakes it
 /// before it claims: at most 20 claims a second while events trickle in.
 /// On SQLite each claim and each settling of outcomes is a turn of the one
-/// write lock the requests wait for (`bench/run --webhooks`, one run each on
-/// a shared 2-core machine: with 2 ms the untrust throughput with webhooks
-/// on was about half of that with them off, with 50–100 ms about 3/4).
+/// write lock the requests wait for, so claiming at once on every event took
+/// throughput from the untrusts that raise them (`bench/run --webhooks`,
+/// measured: docs/performance.md).
 const GATHER: Duration = Duration::from_millis(50);
 
 /// Attempts in flight at once to one endpoint (users side by side).

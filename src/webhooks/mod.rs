@@ -34,9 +34,9 @@ pub struct WebhookSettings {
     /// this process wakes it at once).
     pub poll_interval: Duration,
     /// Deliveries one claim leases at most. More is not faster: one user's
-    /// deliveries of a claim go one after the other, so a claim of 500 (5
-    /// per user of 100) took longer to send than five of 100 (delivery lag
-    /// p50 2.6 s against 0.1 s in `bench/run --webhooks` on PostgreSQL).
+    /// deliveries of a claim go one after the other, so one large claim took
+    /// longer to send than several small ones (`bench/run --webhooks` on
+    /// PostgreSQL, measured: docs/performance.md).
     pub batch: i64,
 }
 

@@ -1,13 +1,16 @@
 //! Round trip through the client progenitor generated from the OpenAPI 3.0
 //! edition: getCurrentSession, listDevices, getDevice, untrustDevice on a
 //! device other than the token's own, sessionHeartbeat, and two pages of
-//! listSecurityEvents, checking the typed results. Exits non-zero on the
+//! listSecurityEvents, then a sign-in through createSession with the service
+//! key, whose token lists its user's one device, checking the typed
+//! results. Exits non-zero on the
 //! first failed check, naming the operation.
 //!
 //! Environment:
 //!   API_BASE_URL   e.g. http://127.0.0.1:8080 (required)
 //!   API_TOKEN      a bearer token (required); its own device is never untrusted
 //!   OWN_DEVICE_ID  the token's own device id (required)
+//!   SERVICE_KEY    a service key (required): the sign-in through createSession
 //!   TARGET_TOKEN   optional: a token of a session on the device to untrust,
 //!                  which must be refused (401) afterwards
 
@@ -237,6 +240,31 @@ async fn round_trip() -> Result<(), String> {
         first.events.len(),
         second.events.len()
     );
+
+    // The sign-in service: createSession with the service key; the token it
+    // returns lists its user's one device.
+    let platform = client(&base_url, &env("SERVICE_KEY")?)?;
+    let user = format!("progenitor-sign-in-{}", std::process::id());
+    let request: types::CreateSessionRequest = serde_json::from_value(serde_json::json!({
+        "userId": user,
+        "device": {"fingerprint": "fp-progenitor", "deviceName": "Progenitor laptop"}
+    }))
+    .map_err(|e| format!("CreateSessionRequest: {e}"))?;
+    let created = platform
+        .create_session(None, &request)
+        .await
+        .map_err(|e| failed("createSession", e))?
+        .into_inner();
+    check(created.new_device, || "createSession: a new device".into())?;
+    let mine = client(&base_url, &created.token)?
+        .list_devices(None)
+        .await
+        .map_err(|e| failed("listDevices with the new token", e))?
+        .into_inner();
+    check(mine.devices.len() == 1 && mine.devices[0].is_current, || {
+        "listDevices with the new token: its one device, current".into()
+    })?;
+    println!("createSession: {user} signed in; its token lists its device");
     Ok(())
 }
 

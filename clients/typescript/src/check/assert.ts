@@ -34,7 +34,10 @@ export type SecurityEventTypeUnion =
   | "DEVICE_REMOVED"
   | "SESSION_REVOKED"
   | "ALL_SESSIONS_REVOKED"
-  | "OTHER_SESSIONS_REVOKED";
+  | "OTHER_SESSIONS_REVOKED"
+  | "NEW_DEVICE_SIGN_IN"
+  | "DEVICE_RENAMED"
+  | "USER_DATA_DELETED";
 
 /**
  * The facts of one generator's body types, given them by name; assign it to

@@ -1,7 +1,8 @@
 // Round trip through @hey-api/openapi-ts's fetch client (generated from the
 // served 3.1 document): getCurrentSession, listDevices, getDevice,
 // untrustDevice on a device other than the token's own, sessionHeartbeat,
-// two pages of listSecurityEvents.
+// two pages of listSecurityEvents; then a sign-in through createSession with
+// the service key (SERVICE_KEY), whose token lists its user's one device.
 import { check, env, run } from "../common/env.js";
 import { client } from "../generated/hey-api/client.gen.js";
 import * as sdk from "../generated/hey-api/sdk.gen.js";
@@ -46,4 +47,16 @@ run("@hey-api/openapi-ts", async () => {
   const firstIds = new Set(first.events.map((e) => e.id));
   check(second.events.length > 0 && second.events.every((e) => !firstIds.has(e.id)), "listSecurityEvents: a second page, no event twice");
   console.log(`listSecurityEvents: ${first.events.length} + ${second.events.length} events on two pages`);
+
+  const key = env("SERVICE_KEY");
+  client.setConfig({ auth: () => key });
+  const user = `hey-api-sign-in-${Date.now()}`;
+  const created = (
+    await sdk.createSession({ ...opts, body: { userId: user, device: { fingerprint: "fp-hey-api", deviceName: "Hey API laptop" } } })
+  ).data;
+  check(created.newDevice && created.session.deviceId === created.device.id, "createSession: a new device and its session");
+  client.setConfig({ auth: () => created.token });
+  const mine: Device[] = (await sdk.listDevices(opts)).data.devices;
+  check(mine.length === 1 && mine[0]?.isCurrent === true, "listDevices with the new token: its one device, current");
+  console.log(`createSession: ${user} signed in on ${created.device.id}; its token lists its device`);
 });

@@ -1,7 +1,8 @@
 // Round trip through orval's fetch client (generated from the served 3.1
 // document): getCurrentSession, listDevices, getDevice, untrustDevice on a
 // device other than the token's own, sessionHeartbeat, two pages of
-// listSecurityEvents.
+// listSecurityEvents; then a sign-in through createSession with the service
+// key (SERVICE_KEY), whose token lists its user's one device.
 import { check, env, run } from "../common/env.js";
 import * as api from "../generated/orval/api.js";
 import { configure } from "./fetcher.js";
@@ -52,4 +53,16 @@ run("orval", async () => {
   const firstIds = new Set(first.data.events.map((e) => e.id));
   check(second.data.events.length > 0 && second.data.events.every((e) => !firstIds.has(e.id)), "listSecurityEvents: a second page, no event twice");
   console.log(`listSecurityEvents: ${first.data.events.length} + ${second.data.events.length} events on two pages`);
+
+  configure({ baseUrl: env("API_BASE_URL"), token: env("SERVICE_KEY") });
+  const user = `orval-sign-in-${Date.now()}`;
+  const signedIn = await api.createSession({ userId: user, device: { fingerprint: "fp-orval", deviceName: "Orval laptop" } });
+  check(signedIn.status === 201, `createSession answered ${signedIn.status}`);
+  const created = signedIn.data;
+  check(created.newDevice && created.session.deviceId === created.device.id, "createSession: a new device and its session");
+  configure({ baseUrl: env("API_BASE_URL"), token: created.token });
+  const mine = await api.listDevices();
+  check(mine.status === 200, `listDevices with the new token answered ${mine.status}`);
+  check(mine.data.devices.length === 1 && mine.data.devices[0]?.isCurrent === true, "listDevices with the new token: its one device, current");
+  console.log(`createSession: ${user} signed in on ${created.device.id}; its token lists its device`);
 });

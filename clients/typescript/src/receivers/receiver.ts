@@ -8,7 +8,17 @@ import { createServer, type Server } from "node:http";
 
 /** What a receiver needs of a delivery, as the spec types it. */
 export interface Delivery {
-  type: "SESSION_STARTED" | "DEVICE_TRUSTED" | "DEVICE_UNTRUSTED" | "DEVICE_REMOVED" | "SESSION_REVOKED" | "ALL_SESSIONS_REVOKED" | "OTHER_SESSIONS_REVOKED";
+  type:
+    | "SESSION_STARTED"
+    | "DEVICE_TRUSTED"
+    | "DEVICE_UNTRUSTED"
+    | "DEVICE_REMOVED"
+    | "SESSION_REVOKED"
+    | "ALL_SESSIONS_REVOKED"
+    | "OTHER_SESSIONS_REVOKED"
+    | "NEW_DEVICE_SIGN_IN"
+    | "DEVICE_RENAMED"
+    | "USER_DATA_DELETED";
   timestamp: string;
   data: {
     id: string;
@@ -29,9 +39,12 @@ export function revocations(event: Delivery): string[] {
       return event.data.sessionId === null ? [] : [`session:${event.data.sessionId}`];
     case "ALL_SESSIONS_REVOKED":
     case "OTHER_SESSIONS_REVOKED":
+    case "USER_DATA_DELETED":
       return [`user:${event.data.userId}`];
     case "SESSION_STARTED":
+    case "NEW_DEVICE_SIGN_IN":
     case "DEVICE_TRUSTED":
+    case "DEVICE_RENAMED":
       return [];
     default: {
       const unknown: never = event.type;

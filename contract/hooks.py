@@ -259,6 +259,25 @@ def _platform_listing(case, label: str) -> None:
         case.path_parameters = {**case.path_parameters, "userId": SHARED["user"]}
 
 
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    """listUserSecurityEvents with a cursor valid per the spec: alice's real one,
+    with her id, in every phase. `map_case` does the same, but in the stateful
+    phase a link sets the path's userId after it (a user another call signed
+    in), and a cursor is sealed for one user: without this, such a call is a
+    schema-valid request refused with the 400 of a forged cursor."""
+    if context.operation.label != "GET /platform/users/{userId}/security-events":
+        return
+    query = case.query if isinstance(case.query, dict) else {}
+    cursor = query.get("cursor")
+    user = (case.path_parameters or {}).get("userId")
+    if not (isinstance(cursor, str) and VALID_CURSOR.fullmatch(cursor) and _valid_user_id(user)):
+        return  # no cursor, or a negative case: keep it
+    if cursor != SHARED["cursor"] or user != SHARED["user"]:
+        case.path_parameters = {**case.path_parameters, "userId": SHARED["user"]}
+        case.query = {**query, "cursor": SHARED["cursor"]}
+
+
 def _replace_path_id(case, real_ids: list[str]) -> None:
     generated = (case.path_parameters or {}).get("id")
     if not isinstance(generated, str) or not VALID_ID.fullmatch(generated):

@@ -5,8 +5,9 @@
 //! req/s is the yardstick the server's figures are divided by.
 //!
 //! Environment: DATABASE_URL (sqlite://PATH or postgres://…), JWT_SECRET,
-//! BIND_ADDR, WORKERS (default: one per core), FLOOR_PG_CONNECTIONS (per
-//! worker, default 4).
+//! BIND_ADDR, WORKERS (default: one per core), FLOOR_PG_CONNECTIONS (in all,
+//! shared out among the workers; default 16, the server's default pool, so
+//! that both run as many PostgreSQL backends).
 
 mod auth;
 mod lite;
@@ -198,7 +199,8 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let pg_connections: usize = env("FLOOR_PG_CONNECTIONS")
         .and_then(|n| n.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(16);
+    let pg_connections = pg_connections.div_ceil(workers.max(1)).max(1);
     let key = web::Data::new(auth::Key::new(secret.as_bytes()));
     // SQLite: one writer thread for the whole process, started before the workers.
     let sqlite = url

@@ -1,6 +1,7 @@
 //! PostgreSQL: each worker owns a few connections (tokio-postgres on the
 //! worker's own event loop, so nothing blocks and no thread is handed
-//! work), each with its statements prepared once. A request is ONE
+//! work), each with its statements prepared once (16 connections in all by
+//! default, as many as the server's pool). A request is ONE
 //! statement, so one round trip and one implicit transaction: the session
 //! check is a one-row CTE the read or the write joins, so the check and the
 //! work see one snapshot; a write commits with `synchronous_commit = on`.

@@ -586,6 +586,16 @@ def cmd_report(a):
     for r in scenario_records:
         r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     ceiling = next((r["rps"] for r in scenario_records if r["scenario"] == "healthz"), None)
+    # The floor's run of each scenario (bench/floor); the -alt rows compare
+    # with the floor's run of the same operation.
+    floor = {}
+    if a.floor_results:
+        with open(a.floor_results) as f:
+            for line in f:
+                r = json.loads(line) if line.strip() else {}
+                if r.get("scenario"):
+                    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+                    floor[r["scenario"]] = r
     rows = []
     for r in scenario_records:
         ratio = f"{r['rps'] / ceiling:.3f}" if ceiling else "-"
@@ -596,11 +606,22 @@ def cmd_report(a):
         # The server's own CPU time (user + system, /proc/PID/stat) per answered request:
         # what a request costs the server, apart from wrk and the loopback.
         cpu = f"{r['cpu_s'] * 1e6 / r['requests']:.0f}" if r.get("cpu_s") and r["requests"] else "-"
-        rows.append([label, f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
-                     f"{r['p99_us'] / 1000:.2f}", f"{r['max_us'] / 1000:.0f}", errors, ratio,
-                     cpu, r["requests"], f"{r['rss_kb'] / 1024:.1f}"])
-    print(table(["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
-                 "server CPU us/req", "requests", "RSS after MiB"], rows, "<>>>>>>>>>"))
+        row = [label, f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
+               f"{r['p99_us'] / 1000:.2f}", f"{r['max_us'] / 1000:.0f}", errors, ratio,
+               cpu, r["requests"], f"{r['rss_kb'] / 1024:.1f}"]
+        if a.floor_results:
+            f = floor.get(r["scenario"].removesuffix("-alt"))
+            if f:
+                f_errors = f["err_status"] + f["err_connect"] + f["err_read"] + f["err_write"] + f["err_timeout"]
+                row += [f"{r['rps'] / f['rps']:.2f}", f"{f['rps']:.0f}", f"{f['p99_us'] / 1000:.2f}", f_errors]
+            else:
+                row += ["-", "-", "-", "-"]
+        rows.append(row)
+    headers = ["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
+               "server CPU us/req", "requests", "RSS after MiB"]
+    if a.floor_results:
+        headers += ["÷ floor", "floor req/s", "floor p99 ms", "floor non-2xx+err"]
+    print(table(headers, rows, "<" + ">" * (len(headers) - 1)))
     ends = [r for r in records if "hwm_kb" in r]
     end = ends[0]
     hwm = max(r["hwm_kb"] for r in ends)
@@ -690,6 +711,7 @@ def main():
     r.add_argument("--results", required=True)
     r.add_argument("--db-kind", choices=["sqlite", "postgres"], help="print issue 8's targets for this database")
     r.add_argument("--alt", default="off", help="the GROUP_COMMIT mode of the -alt scenarios")
+    r.add_argument("--floor-results", help="the floor's results of the same scenarios: adds the ÷ floor columns")
 
     a = p.parse_args()
     {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,

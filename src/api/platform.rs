@@ -9,7 +9,7 @@ use super::{
     devices::device_seen_from,
     error::failure,
     extract::{Origin, UserPath, ValidatedJson},
-    security::{security_event, EventPageQuery, INVALID_CURSOR},
+    security::{event_page, security_event, EventPageQuery, INVALID_CURSOR},
     sessions::session,
     types::{
         responses, CreateSessionRequest, CreateSessionResponse, DeviceListResponse, DeviceType,
@@ -190,22 +190,7 @@ pub async fn list_user_security_events(
     let key = state.cursor_key.clone();
     let outcome = state
         .db
-        .read(move |conn| {
-            // A cursor is bound to its user, as in listSecurityEvents.
-            let after = match cursor.as_deref().map(|c| key.open(&user_id, c)) {
-                None => None,
-                Some(Ok(position)) => Some(position),
-                Some(Err(InvalidCursor)) => return Ok(Err(InvalidCursor)),
-            };
-            let mut rows = db::events::page(conn, &user_id, after.as_ref(), limit + 1)?;
-            let next = if rows.len() as i64 > limit {
-                rows.truncate(limit as usize);
-                rows.last().map(|last| key.seal(&user_id, &last.position()))
-            } else {
-                None
-            };
-            Ok(Ok((rows, next)))
-        })
+        .read(move |conn| event_page(conn, &key, &user_id, cursor.as_deref(), limit))
         .await;
     match outcome {
         Ok(Ok((rows, next_cursor))) => {

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     auth::Bearer,
-    cursor::InvalidCursor,
+    cursor::{CursorKey, InvalidCursor},
     db::{self, models::SecurityEventRow},
     state::AppState,
 };
@@ -124,22 +124,7 @@ pub async fn list_security_events(
     let key = state.cursor_key.clone();
     let outcome = bearer
         .read(&state.db, move |conn, caller| {
-            // Checked for this caller only: a cursor is bound to its user.
-            let after = match cursor.as_deref().map(|c| key.open(&caller.user_id, c)) {
-                None => None,
-                Some(Ok(position)) => Some(position),
-                Some(Err(InvalidCursor)) => return Ok(Err(InvalidCursor)),
-            };
-            // One more than the page: whether there is a next page at all.
-            let mut rows = db::events::page(conn, &caller.user_id, after.as_ref(), limit + 1)?;
-            let next = if rows.len() as i64 > limit {
-                rows.truncate(limit as usize);
-                rows.last()
-                    .map(|last| key.seal(&caller.user_id, &last.position()))
-            } else {
-                None
-            };
-            Ok(Ok((rows, next)))
+            event_page(conn, &key, &caller.user_id, cursor.as_deref(), limit)
         })
         .await;
     match outcome {
@@ -155,6 +140,34 @@ pub async fn list_security_events(
         }
         Err(e) => failure(e, "Failed to retrieve security events"),
     }
+}
+
+/// One page of `user_id`'s events, newest first, after `cursor` (checked for
+/// that user only: a cursor is bound to its user), and the cursor of the next
+/// page if there is one: `listSecurityEvents` and `listUserSecurityEvents`.
+pub(crate) type EventPage = (Vec<SecurityEventRow>, Option<String>);
+
+pub(crate) fn event_page(
+    conn: &mut db::AnyConnection,
+    key: &CursorKey,
+    user_id: &str,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Result<EventPage, InvalidCursor>, diesel::result::Error> {
+    let after = match cursor.map(|c| key.open(user_id, c)) {
+        None => None,
+        Some(Ok(position)) => Some(position),
+        Some(Err(InvalidCursor)) => return Ok(Err(InvalidCursor)),
+    };
+    // One more than the page: whether there is a next page at all.
+    let mut rows = db::events::page(conn, user_id, after.as_ref(), limit + 1)?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| key.seal(user_id, &last.position()))
+    } else {
+        None
+    };
+    Ok(Ok((rows, next)))
 }
 
 /// A security event, pushed to the operator's endpoints

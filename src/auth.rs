@@ -341,6 +341,64 @@ impl Bearer {
         self.report(&verdict, outcome)
     }
 
+    /// A read whose session check is part of its own query (`checked`
+    /// returns `None` when the session is not active): one statement, on
+    /// either database. The charge follows the check as in [`Bearer::read`];
+    /// a read changes nothing, so over the allowance its rows are dropped.
+    pub async fn read_checked<T, F>(self, db: &Db, checked: F) -> Result<T, CallError>
+    where
+        F: Fn(&mut AnyConnection, &SessionOf) -> Result<Option<(String, T)>, DieselError>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        let verdict = Verdict::default();
+        let spender = self.spender(&verdict);
+        let claims = self.claims.clone();
+        let outcome = db
+            .read(move |conn| {
+                let session = SessionOf::now(&claims);
+                Ok(match checked(conn, &session)? {
+                    Some((_device, value)) => spender.user(&claims.sub).map(|()| value),
+                    None => Err(spender.refused(inactive(&claims))),
+                })
+            })
+            .await;
+        self.report(&verdict, outcome)
+    }
+
+    /// Runs `write` as [`Bearer::write`] does, except where the database
+    /// takes writes one statement at a time ([`Db::writes_by_statement`]):
+    /// there the session check and the write are one statement
+    /// ([`OneStatement::run_checked`]). When the rate limiter charges the
+    /// user, the check runs first on its own: a request over its allowance
+    /// must change nothing, and one with a revoked token must not spend its
+    /// user's allowance, which only the check can tell.
+    pub async fn write_one<W: OneStatement>(self, db: &Db, write: W) -> Result<W::Done, CallError> {
+        if !db.writes_by_statement() {
+            return self
+                .write(db, move |conn, caller| write.run(conn, caller))
+                .await;
+        }
+        if self.charge.is_some() {
+            let verdict = Verdict::default();
+            let checked =
+                session_checked(self.claims.clone(), self.spender(&verdict), |_, _| Ok(()));
+            let outcome = db.read(checked).await;
+            self.report(&verdict, outcome)?;
+        }
+        let claims = self.claims.clone();
+        let done = db
+            .write_statement(move |conn| {
+                let AnyConnection::Postgresql(pg) = conn else {
+                    unreachable!("writes_by_statement is PostgreSQL only")
+                };
+                write.run_checked(pg, &SessionOf::now(&claims))
+            })
+            .await?;
+        done.ok_or_else(|| inactive(&self.claims))
+    }
+
     /// The caller with their own session and its device, read by the
     /// session check itself: one query, the whole of `getCurrentSession`.
     pub async fn current_session(self, db: &Db) -> Result<CurrentSession, CallError> {
@@ -453,6 +511,52 @@ where
         },
         Err(refusal) => Ok(Err(spender.refused(refusal))),
     }
+}
+
+/// The session a request's token names, to be checked at `now` by a
+/// statement that folds the check into its own work.
+#[derive(Debug, Clone)]
+pub struct SessionOf {
+    pub user_id: String,
+    pub session_id: String,
+    pub now: chrono::NaiveDateTime,
+}
+
+impl SessionOf {
+    fn now(claims: &Claims) -> Self {
+        Self {
+            user_id: claims.sub.clone(),
+            session_id: claims.sid.clone(),
+            now: db::now(),
+        }
+    }
+
+    /// The caller, once a statement found this session active on `device_id`.
+    pub fn caller(&self, device_id: String) -> Caller {
+        Caller {
+            user_id: self.user_id.clone(),
+            session_id: self.session_id.clone(),
+            device_id,
+        }
+    }
+}
+
+/// A write that PostgreSQL runs as one statement, its session check
+/// included (see `db::one_statement`).
+pub trait OneStatement: Send + Sync + 'static {
+    type Done: Send + 'static;
+
+    /// The write as the already checked `caller`, in the transaction of
+    /// its session check (SQLite; PostgreSQL through the writer).
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, DieselError>;
+
+    /// The session check of `session` and the write in one statement;
+    /// `None` when the session is not active (then nothing changed).
+    fn run_checked(
+        &self,
+        conn: &mut diesel::PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, DieselError>;
 }
 
 /// What [`Bearer::current_session`] read.

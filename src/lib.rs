@@ -14,6 +14,7 @@ pub mod config;
 pub mod cursor;
 pub mod db;
 pub mod docs;
+pub mod domain;
 pub mod middleware;
 pub mod provisioning;
 pub mod rate_limit;

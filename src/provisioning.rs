@@ -267,7 +267,7 @@ fn issue(
     device: DeviceRow,
     new_device: bool,
 ) -> Result<SignedIn, ProvisionError> {
-    let expires_at = crate::api::devices::utc(session.expires_at);
+    let expires_at = crate::api::views::utc(session.expires_at);
     let token = tokens.sign(&session.user_id, &session.id, expires_at)?;
     Ok(SignedIn {
         issued: IssuedSession {

@@ -1,129 +1,31 @@
-//! The `devices` tag: one handler per operationId.
+//! The `devices` tag: one handler per operationId, each followed by the
+//! mapping of its outcome to the operation's responses.
 
 use actix_web::{delete, get, patch, post, web};
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::NaiveDateTime;
 
 use super::{
     common::{
         BadRequest, BodyFailures, DeviceIdParam, DeviceNotFound, InvalidPathId, SecuredFailures,
     },
-    error::failure,
+    error::{respond, Respond},
     extract::{IdPath, Origin, ValidatedJson},
     types::{
-        responses, Device, DeviceDetails, DeviceDetailsResponse, DeviceListResponse,
-        DeviceResponse, DeviceSession, DeviceType, ErrorResponse, MessageResponse,
-        RenameDeviceRequest, SecurityEventType, TrustDeviceRequest, TrustDeviceResponse,
-        TrustLevel,
+        responses, DeviceDetailsResponse, DeviceListResponse, DeviceResponse, ErrorResponse,
+        MessageResponse, RenameDeviceRequest, TrustDeviceRequest, TrustDeviceResponse,
     },
+    views::{device, device_details, utc},
 };
 use crate::{
     auth::{Bearer, Caller},
     db::{
         self,
         devices::Changed,
-        models::{DeviceRow, SecurityEventRow, SessionRow},
+        models::{DeviceRow, SessionRow},
     },
+    domain::{self, Outcome},
     state::AppState,
 };
-
-pub(crate) fn utc(at: NaiveDateTime) -> chrono::DateTime<Utc> {
-    Utc.from_utc_datetime(&at)
-}
-
-/// Trusted only while the trust period lasts.
-fn is_trusted_now(row: &DeviceRow, now: NaiveDateTime) -> bool {
-    row.is_trusted && row.trust_expires_at.is_none_or(|until| until > now)
-}
-
-/// A device as listed to `caller`, who is on it when it is their session's.
-pub(crate) fn device(row: DeviceRow, now: NaiveDateTime, caller: &Caller) -> Device {
-    device_seen_from(row, now, Some(&caller.device_id))
-}
-
-/// A device as listed to whoever runs on `current_device` (nobody: `None`).
-pub(crate) fn device_seen_from(
-    row: DeviceRow,
-    now: NaiveDateTime,
-    current_device: Option<&str>,
-) -> Device {
-    Device {
-        is_current: current_device == Some(row.id.as_str()),
-        is_trusted: is_trusted_now(&row, now),
-        // Values outside the spec's enums can only come from a foreign writer
-        // of the table; they are shown as the most cautious value.
-        device_type: DeviceType::from_wire(&row.device_type).unwrap_or(DeviceType::Desktop),
-        trust_level: TrustLevel::from_wire(&row.trust_level).unwrap_or(TrustLevel::Unknown),
-        id: row.id,
-        device_name: row.device_name,
-        os: row.os,
-        browser: row.browser,
-        ip_address: row.ip_address,
-        country: row.country,
-        city: row.city,
-        last_seen: utc(row.last_seen),
-        created_at: utc(row.created_at),
-        trust_expires_at: row.trust_expires_at.map(utc),
-    }
-}
-
-fn device_session(row: SessionRow, caller: &Caller) -> DeviceSession {
-    DeviceSession {
-        is_current: row.id == caller.session_id,
-        id: row.id,
-        ip_address: row.ip_address,
-        location: row.location,
-        started_at: utc(row.started_at),
-        last_activity: utc(row.last_activity),
-        expires_at: utc(row.expires_at),
-        login_method: row.login_method,
-    }
-}
-
-fn device_details(
-    row: DeviceRow,
-    sessions: Vec<SessionRow>,
-    now: NaiveDateTime,
-    caller: &Caller,
-) -> DeviceDetails {
-    let user_agent = row.user_agent.clone();
-    let fingerprint = row.fingerprint.clone();
-    let summary = device(row, now, caller);
-    DeviceDetails {
-        id: summary.id,
-        device_name: summary.device_name,
-        device_type: summary.device_type,
-        os: summary.os,
-        browser: summary.browser,
-        ip_address: summary.ip_address,
-        country: summary.country,
-        city: summary.city,
-        is_trusted: summary.is_trusted,
-        trust_level: summary.trust_level,
-        last_seen: summary.last_seen,
-        created_at: summary.created_at,
-        trust_expires_at: summary.trust_expires_at,
-        is_current: summary.is_current,
-        user_agent,
-        device_fingerprint: fingerprint,
-        sessions: sessions
-            .into_iter()
-            .map(|session| device_session(session, caller))
-            .collect(),
-    }
-}
-
-/// The event of a change to a device made by `caller` from `origin`.
-fn device_event(
-    kind: SecurityEventType,
-    changed: &Changed,
-    caller: &Caller,
-    origin: &Origin,
-    at: NaiveDateTime,
-) -> SecurityEventRow {
-    SecurityEventRow::new(&caller.user_id, kind.as_str(), &origin.actor(caller), at)
-        .device(&changed.id, &changed.name)
-        .revoked(changed.revoked_sessions)
-}
 
 fn device_not_found() -> ErrorResponse {
     ErrorResponse::new("Device not found")
@@ -141,23 +43,37 @@ fn device_not_found() -> ErrorResponse {
 #[get("/devices")]
 pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> responses::ListDevices {
     let now = db::now();
-    match bearer
+    let listed = bearer
         .read(&state.db, move |conn, caller| {
-            Ok((
-                db::devices::list_for_user(conn, &caller.user_id)?,
-                caller.clone(),
-            ))
+            let rows = db::devices::list_for_user(conn, &caller.user_id)?;
+            Ok(Listed {
+                rows,
+                caller: caller.clone(),
+                now,
+            })
         })
-        .await
-    {
-        Ok((rows, caller)) => responses::ListDevices::Ok(DeviceListResponse {
+        .await;
+    respond(listed)
+}
+
+/// The caller's devices, as read at `now`.
+pub struct Listed {
+    rows: Vec<DeviceRow>,
+    caller: Caller,
+    now: NaiveDateTime,
+}
+
+impl Respond<Listed> for responses::ListDevices {
+    const FAILED: &'static str = "Failed to retrieve devices";
+
+    fn done(Listed { rows, caller, now }: Listed) -> Self {
+        Self::Ok(DeviceListResponse {
             success: true,
             devices: rows
                 .into_iter()
                 .map(|row| device(row, now, &caller))
                 .collect(),
-        }),
-        Err(e) => failure(e, "Failed to retrieve devices"),
+        })
     }
 }
 
@@ -181,32 +97,34 @@ pub async fn trust_device(
 ) -> responses::TrustDevice {
     let until = db::now() + state.policy.trust_period;
     let fingerprint = body.0.fingerprint;
-    let outcome = bearer
+    let trusted = bearer
         .write(&state.db, move |conn, caller| {
-            let now = db::now();
-            let Some(trusted) = db::devices::trust(conn, &caller.user_id, &fingerprint, until)?
-            else {
-                return Ok(false);
-            };
-            let event = device_event(
-                SecurityEventType::DeviceTrusted,
-                &trusted,
-                caller,
-                &origin,
-                now,
-            );
-            db::events::record(conn, &event)?;
-            Ok(true)
+            let actor = origin.actor(caller);
+            let outcome = domain::devices::trust(conn, caller, &actor, &fingerprint, until)?;
+            Ok(Trusted { outcome, until })
         })
         .await;
-    match outcome {
-        Ok(true) => responses::TrustDevice::Ok(TrustDeviceResponse {
-            success: true,
-            message: "Device trusted successfully".into(),
-            trust_expires_at: utc(until),
-        }),
-        Ok(false) => responses::TrustDevice::NotFound(device_not_found()),
-        Err(e) => failure(e, "Failed to trust device"),
+    respond(trusted)
+}
+
+/// What `trustDevice` did, and until when the device is trusted.
+pub struct Trusted {
+    outcome: Outcome<Changed>,
+    until: NaiveDateTime,
+}
+
+impl Respond<Trusted> for responses::TrustDevice {
+    const FAILED: &'static str = "Failed to trust device";
+
+    fn done(Trusted { outcome, until }: Trusted) -> Self {
+        match outcome {
+            Outcome::Done(_) => Self::Ok(TrustDeviceResponse {
+                success: true,
+                message: "Device trusted successfully".into(),
+                trust_expires_at: utc(until),
+            }),
+            Outcome::NotFound => Self::NotFound(device_not_found()),
+        }
     }
 }
 
@@ -228,22 +146,47 @@ pub async fn get_device(
 ) -> responses::GetDevice {
     let device_id = path.into_inner().id.into_inner();
     let now = db::now();
-    let outcome = bearer
+    let found = bearer
         .read(&state.db, move |conn, caller| {
             let Some(row) = db::devices::find_for_user(conn, &caller.user_id, &device_id)? else {
-                return Ok(None);
+                return Ok(Outcome::NotFound);
             };
             let sessions = db::sessions::list_active_for_device(conn, &row.id, now)?;
-            Ok(Some((row, sessions, caller.clone())))
+            Ok(Outcome::Done(Details {
+                row,
+                sessions,
+                caller: caller.clone(),
+                now,
+            }))
         })
         .await;
-    match outcome {
-        Ok(Some((row, sessions, caller))) => responses::GetDevice::Ok(DeviceDetailsResponse {
-            success: true,
-            device: device_details(row, sessions, now, &caller),
-        }),
-        Ok(None) => responses::GetDevice::NotFound(device_not_found()),
-        Err(e) => failure(e, "Failed to retrieve device details"),
+    respond(found)
+}
+
+/// One device of the caller and its active sessions, as read at `now`.
+pub struct Details {
+    row: DeviceRow,
+    sessions: Vec<SessionRow>,
+    caller: Caller,
+    now: NaiveDateTime,
+}
+
+impl Respond<Outcome<Details>> for responses::GetDevice {
+    const FAILED: &'static str = "Failed to retrieve device details";
+
+    fn done(found: Outcome<Details>) -> Self {
+        match found {
+            Outcome::Done(Details {
+                row,
+                sessions,
+                caller,
+                now,
+            }) => Self::Ok(DeviceDetailsResponse {
+                success: true,
+                device: device_details(row, sessions, now, &caller),
+            }),
+            Outcome::NotFound => Self::NotFound(device_not_found()),
+        }
     }
 }
 
@@ -265,30 +208,22 @@ pub async fn untrust_device(
     path: web::Path<IdPath>,
 ) -> responses::UntrustDevice {
     let device_id = path.into_inner().id.into_inner();
-    let outcome = bearer
-        .write(&state.db, move |conn, caller| {
-            let now = db::now();
-            let Some(untrusted) = db::devices::untrust(conn, &caller.user_id, &device_id, now)?
-            else {
-                return Ok(false);
-            };
-            let event = device_event(
-                SecurityEventType::DeviceUntrusted,
-                &untrusted,
-                caller,
-                &origin,
-                now,
-            );
-            db::events::record(conn, &event)?;
-            Ok(true)
-        })
-        .await;
-    match outcome {
-        Ok(true) => {
-            responses::UntrustDevice::Ok(MessageResponse::new("Device untrusted successfully"))
+    let untrust = domain::devices::Untrust {
+        device_id,
+        origin: origin.client(),
+    };
+    let untrusted = bearer.write_one(&state.db, untrust).await;
+    respond(untrusted)
+}
+
+impl Respond<Outcome<Changed>> for responses::UntrustDevice {
+    const FAILED: &'static str = "Failed to untrust device";
+
+    fn done(untrusted: Outcome<Changed>) -> Self {
+        match untrusted {
+            Outcome::Done(_) => Self::Ok(MessageResponse::new("Device untrusted successfully")),
+            Outcome::NotFound => Self::NotFound(device_not_found()),
         }
-        Ok(false) => responses::UntrustDevice::NotFound(device_not_found()),
-        Err(e) => failure(e, "Failed to untrust device"),
     }
 }
 
@@ -310,29 +245,22 @@ pub async fn delete_device(
     path: web::Path<IdPath>,
 ) -> responses::DeleteDevice {
     let device_id = path.into_inner().id.into_inner();
-    let outcome = bearer
+    let removed = bearer
         .write(&state.db, move |conn, caller| {
-            let now = db::now();
-            let Some(removed) = db::devices::delete(conn, &caller.user_id, &device_id, now)? else {
-                return Ok(false);
-            };
-            let event = device_event(
-                SecurityEventType::DeviceRemoved,
-                &removed,
-                caller,
-                &origin,
-                now,
-            );
-            db::events::record(conn, &event)?;
-            Ok(true)
+            domain::devices::delete(conn, caller, &origin.actor(caller), &device_id)
         })
         .await;
-    match outcome {
-        Ok(true) => {
-            responses::DeleteDevice::Ok(MessageResponse::new("Device removed successfully"))
+    respond(removed)
+}
+
+impl Respond<Outcome<Changed>> for responses::DeleteDevice {
+    const FAILED: &'static str = "Failed to remove device";
+
+    fn done(removed: Outcome<Changed>) -> Self {
+        match removed {
+            Outcome::Done(_) => Self::Ok(MessageResponse::new("Device removed successfully")),
+            Outcome::NotFound => Self::NotFound(device_not_found()),
         }
-        Ok(false) => responses::DeleteDevice::NotFound(device_not_found()),
-        Err(e) => failure(e, "Failed to remove device"),
     }
 }
 
@@ -364,34 +292,43 @@ pub async fn rename_device(
         ));
     }
     let now = db::now();
-    let outcome = bearer
+    let renamed = bearer
         .write(&state.db, move |conn, caller| {
-            let Some(renamed) = db::devices::rename(conn, &caller.user_id, &device_id, &name)?
-            else {
-                return Ok(None);
-            };
-            let changed = Changed {
-                id: renamed.id.clone(),
-                name: renamed.device_name.clone(),
-                revoked_sessions: 0,
-            };
-            let event = device_event(
-                SecurityEventType::DeviceRenamed,
-                &changed,
-                caller,
-                &origin,
-                db::now(),
-            );
-            db::events::record(conn, &event)?;
-            Ok(Some((renamed, caller.clone())))
+            let actor = origin.actor(caller);
+            let outcome = domain::devices::rename(conn, caller, &actor, &device_id, &name)?;
+            Ok(Renamed {
+                outcome,
+                caller: caller.clone(),
+                now,
+            })
         })
         .await;
-    match outcome {
-        Ok(Some((row, caller))) => responses::RenameDevice::Ok(DeviceResponse {
-            success: true,
-            device: device(row, now, &caller),
-        }),
-        Ok(None) => responses::RenameDevice::NotFound(device_not_found()),
-        Err(e) => failure(e, "Failed to rename device"),
+    respond(renamed)
+}
+
+/// What `renameDevice` did, as seen by its caller at `now`.
+pub struct Renamed {
+    outcome: Outcome<DeviceRow>,
+    caller: Caller,
+    now: NaiveDateTime,
+}
+
+impl Respond<Renamed> for responses::RenameDevice {
+    const FAILED: &'static str = "Failed to rename device";
+
+    fn done(
+        Renamed {
+            outcome,
+            caller,
+            now,
+        }: Renamed,
+    ) -> Self {
+        match outcome {
+            Outcome::Done(row) => Self::Ok(DeviceResponse {
+                success: true,
+                device: device(row, now, &caller),
+            }),
+            Outcome::NotFound => Self::NotFound(device_not_found()),
+        }
     }
 }

@@ -123,6 +123,26 @@ impl ResponseError for Refused {
     }
 }
 
+/// How an operation answers the typed outcome of its work: the one mapping
+/// from what a write or read did to the operation's response enum, next to
+/// each handler. The failures every secured operation shares are mapped by
+/// [`failure`] once, for all of them.
+pub trait Respond<O>: StandardFailures {
+    /// The public message of this operation's 500.
+    const FAILED: &'static str;
+
+    fn done(outcome: O) -> Self;
+}
+
+/// The response to `outcome`: its success mapped by the operation's
+/// [`Respond`], its failure by [`failure`].
+pub fn respond<O, R: Respond<O>>(outcome: Result<O, CallError>) -> R {
+    match outcome {
+        Ok(done) => R::done(done),
+        Err(error) => failure(error, R::FAILED),
+    }
+}
+
 /// Maps a failure of an authenticated database call to the operation's own
 /// 401, 429, 500 or 503, logging the cause: the handler edge of every secured
 /// operation goes through here. Only the operation's public message, or the

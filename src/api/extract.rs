@@ -161,8 +161,13 @@ pub struct Origin {
 impl Origin {
     /// The actor of a change this request makes as `caller`.
     pub fn actor(&self, caller: &Caller) -> Actor {
+        self.client().of_session(&caller.session_id)
+    }
+
+    /// The request's client, before its session is known.
+    pub fn client(&self) -> Actor {
         Actor {
-            session_id: Some(caller.session_id.clone()),
+            session_id: None,
             ip_address: self.ip_address.clone(),
             user_agent: self.user_agent.clone(),
             service: None,

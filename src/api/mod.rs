@@ -10,6 +10,7 @@ pub mod platform;
 pub mod security;
 pub mod sessions;
 pub mod types;
+pub mod views;
 
 use actix_web::web;
 

@@ -6,21 +6,20 @@ use actix_web::{delete, get, post, web};
 
 use super::{
     common::{BadRequest, BodyFailures, InvalidUserId, ServiceKeyFailures, UserIdParam},
-    devices::device_seen_from,
-    error::failure,
+    error::{failure, respond, Respond},
     extract::{Origin, UserPath, ValidatedJson},
-    security::{event_page, security_event, EventPageQuery, INVALID_CURSOR},
-    sessions::session,
+    security::{event_page, EventPage, EventPageQuery, INVALID_CURSOR},
     types::{
         responses, CreateSessionRequest, CreateSessionResponse, DeviceListResponse, DeviceType,
         ErrorResponse, MessageResponse, RevokeUserSessionsResponse, SecurityEventListResponse,
-        SecurityEventType, SessionListResponse,
+        SessionListResponse,
     },
+    views::{device_seen_from, session},
 };
 use crate::{
     auth::CallError,
     cursor::InvalidCursor,
-    db::{self, models::SecurityEventRow},
+    db, domain,
     provisioning::{self, ProvisionError, SignIn},
     service_auth::ServiceCaller,
     state::AppState,
@@ -188,22 +187,21 @@ pub async fn list_user_security_events(
     let EventPageQuery { limit, cursor } = query.into_inner();
     let limit = limit.get();
     let key = state.cursor_key.clone();
-    let outcome = state
+    let page = state
         .db
         .read(move |conn| event_page(conn, &key, &user_id, cursor.as_deref(), limit))
         .await;
-    match outcome {
-        Ok(Ok((rows, next_cursor))) => {
-            responses::ListUserSecurityEvents::Ok(SecurityEventListResponse {
-                success: true,
-                events: rows.into_iter().filter_map(security_event).collect(),
-                next_cursor,
-            })
+    respond(page.map_err(CallError::Db))
+}
+
+impl Respond<Result<EventPage, InvalidCursor>> for responses::ListUserSecurityEvents {
+    const FAILED: &'static str = "Failed to retrieve security events";
+
+    fn done(page: Result<EventPage, InvalidCursor>) -> Self {
+        match page {
+            Ok(page) => Self::Ok(page.into()),
+            Err(InvalidCursor) => Self::BadRequest(ErrorResponse::new(INVALID_CURSOR)),
         }
-        Ok(Err(InvalidCursor)) => {
-            responses::ListUserSecurityEvents::BadRequest(ErrorResponse::new(INVALID_CURSOR))
-        }
-        Err(e) => failure(CallError::Db(e), "Failed to retrieve security events"),
     }
 }
 
@@ -227,29 +225,22 @@ pub async fn revoke_user_sessions(
 ) -> responses::RevokeUserSessions {
     let user_id = path.into_inner().user_id.into_inner();
     let actor = origin.service_actor(&service.name);
-    let outcome = state
+    let revoked = state
         .db
-        .write(move |conn| {
-            let now = db::now();
-            let revoked = db::sessions::revoke_all(conn, &user_id, now)?;
-            let event = SecurityEventRow::new(
-                &user_id,
-                SecurityEventType::AllSessionsRevoked.as_str(),
-                &actor,
-                now,
-            )
-            .revoked(revoked);
-            db::events::record(conn, &event)?;
-            Ok(revoked)
-        })
+        .write(move |conn| domain::users::revoke_sessions(conn, &user_id, &actor))
         .await;
-    match outcome {
-        Ok(revoked) => responses::RevokeUserSessions::Ok(RevokeUserSessionsResponse {
+    respond(revoked.map_err(CallError::Db))
+}
+
+impl Respond<usize> for responses::RevokeUserSessions {
+    const FAILED: &'static str = "Failed to revoke all sessions";
+
+    fn done(revoked: usize) -> Self {
+        Self::Ok(RevokeUserSessionsResponse {
             success: true,
             message: "All sessions revoked successfully".into(),
             revoked_count: i32::try_from(revoked).unwrap_or(i32::MAX),
-        }),
-        Err(e) => failure(CallError::Db(e), "Failed to revoke all sessions"),
+        })
     }
 }
 
@@ -273,28 +264,17 @@ pub async fn delete_user_data(
 ) -> responses::DeleteUserData {
     let user_id = path.into_inner().user_id.into_inner();
     let actor = origin.service_actor(&service.name);
-    let outcome = state
+    let erased = state
         .db
-        .write(move |conn| {
-            let now = db::now();
-            db::events::delete_all_for_user(conn, &user_id)?;
-            let revoked = db::devices::delete_all_for_user(conn, &user_id, now)?;
-            // Recorded after the erasure, so that webhooks deliver it; the
-            // listings never show it (see `db::events::page`).
-            let event = SecurityEventRow::new(
-                &user_id,
-                SecurityEventType::UserDataDeleted.as_str(),
-                &actor,
-                now,
-            )
-            .revoked(revoked);
-            db::events::record(conn, &event)
-        })
+        .write(move |conn| domain::users::erase(conn, &user_id, &actor))
         .await;
-    match outcome {
-        Ok(()) => {
-            responses::DeleteUserData::Ok(MessageResponse::new("User data deleted successfully"))
-        }
-        Err(e) => failure(CallError::Db(e), "Failed to delete user data"),
+    respond(erased.map_err(CallError::Db))
+}
+
+impl Respond<()> for responses::DeleteUserData {
+    const FAILED: &'static str = "Failed to delete user data";
+
+    fn done((): ()) -> Self {
+        Self::Ok(MessageResponse::new("User data deleted successfully"))
     }
 }

@@ -6,12 +6,9 @@ use utoipa::IntoParams;
 
 use super::{
     common::SecuredFailures,
-    devices::utc,
-    error::failure,
-    types::{
-        responses, ErrorResponse, SecurityEvent, SecurityEventListResponse, SecurityEventType,
-        SecurityEventWebhook,
-    },
+    error::{respond, Respond},
+    types::{responses, ErrorResponse, SecurityEventListResponse, SecurityEventWebhook},
+    views::security_event,
 };
 use crate::{
     auth::Bearer,
@@ -76,32 +73,6 @@ impl<'de> Deserialize<'de> for PageLimit {
     }
 }
 
-/// The event as `listSecurityEvents` shows it (and the webhooks send it).
-pub fn security_event(row: SecurityEventRow) -> Option<SecurityEvent> {
-    let Some(kind) = SecurityEventType::from_wire(&row.event_type) else {
-        // Only a foreign writer of the table can store another type.
-        log::warn!(
-            "security event {} has an unknown type {:?}; not listed",
-            row.id,
-            row.event_type
-        );
-        return None;
-    };
-    Some(SecurityEvent {
-        id: row.id,
-        r#type: kind,
-        occurred_at: utc(row.occurred_at),
-        device_id: row.device_id,
-        device_name: row.device_name,
-        session_id: row.session_id,
-        revoked_session_count: row.revoked_session_count.max(0),
-        actor_session_id: row.actor_session_id,
-        actor_service: row.actor_service,
-        ip_address: row.ip_address,
-        user_agent: row.user_agent,
-    })
-}
-
 /// List the caller's security events
 #[utoipa::path(
     operation_id = "listSecurityEvents",
@@ -122,31 +93,44 @@ pub async fn list_security_events(
     let EventPageQuery { limit, cursor } = query.into_inner();
     let limit = limit.get();
     let key = state.cursor_key.clone();
-    let outcome = bearer
+    let page = bearer
         .read(&state.db, move |conn, caller| {
             event_page(conn, &key, &caller.user_id, cursor.as_deref(), limit)
         })
         .await;
-    match outcome {
-        Ok(Ok((rows, next_cursor))) => {
-            responses::ListSecurityEvents::Ok(SecurityEventListResponse {
-                success: true,
-                events: rows.into_iter().filter_map(security_event).collect(),
-                next_cursor,
-            })
+    respond(page)
+}
+
+impl Respond<Result<EventPage, InvalidCursor>> for responses::ListSecurityEvents {
+    const FAILED: &'static str = "Failed to retrieve security events";
+
+    fn done(page: Result<EventPage, InvalidCursor>) -> Self {
+        match page {
+            Ok(page) => Self::Ok(page.into()),
+            Err(InvalidCursor) => Self::BadRequest(ErrorResponse::new(INVALID_CURSOR)),
         }
-        Ok(Err(InvalidCursor)) => {
-            responses::ListSecurityEvents::BadRequest(ErrorResponse::new(INVALID_CURSOR))
-        }
-        Err(e) => failure(e, "Failed to retrieve security events"),
     }
 }
 
-/// One page of `user_id`'s events, newest first, after `cursor` (checked for
-/// that user only: a cursor is bound to its user), and the cursor of the next
+/// One page of a user's events, newest first, and the cursor of the next
 /// page if there is one: `listSecurityEvents` and `listUserSecurityEvents`.
-pub(crate) type EventPage = (Vec<SecurityEventRow>, Option<String>);
+pub struct EventPage {
+    rows: Vec<SecurityEventRow>,
+    next_cursor: Option<String>,
+}
 
+impl From<EventPage> for SecurityEventListResponse {
+    fn from(EventPage { rows, next_cursor }: EventPage) -> Self {
+        Self {
+            success: true,
+            events: rows.into_iter().filter_map(security_event).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// The page of `user_id`'s events after `cursor` (checked for that user
+/// only: a cursor is bound to its user).
 pub(crate) fn event_page(
     conn: &mut db::AnyConnection,
     key: &CursorKey,
@@ -167,7 +151,10 @@ pub(crate) fn event_page(
     } else {
         None
     };
-    Ok(Ok((rows, next)))
+    Ok(Ok(EventPage {
+        rows,
+        next_cursor: next,
+    }))
 }
 
 /// A security event, pushed to the operator's endpoints

@@ -1,52 +1,25 @@
-//! The `sessions` tag: one handler per operationId.
+//! The `sessions` tag: one handler per operationId, each followed by the
+//! mapping of its outcome to the operation's responses.
 
 use actix_web::{get, post, web};
+use chrono::NaiveDateTime;
 
 use super::{
     common::{InvalidPathId, SecuredFailures, SessionIdParam},
-    devices::{device, utc},
-    error::failure,
+    error::{respond, Respond},
     extract::{IdPath, Origin},
     types::{
         responses, CurrentSessionResponse, ErrorResponse, MessageResponse,
-        RevokeOtherSessionsResponse, SecurityEventType, Session, SessionHeartbeatResponse,
-        SessionListResponse,
+        RevokeOtherSessionsResponse, SessionHeartbeatResponse, SessionListResponse,
     },
+    views::{device, session, utc},
 };
 use crate::{
-    auth::{Bearer, Caller},
-    db::{
-        self,
-        models::{SecurityEventRow, SessionRow},
-    },
+    auth::{Bearer, CurrentSession},
+    db::{self, models::SessionWithDevice},
+    domain::{self, Outcome},
     state::AppState,
 };
-
-/// A session as listed to `caller`; `isCurrent` when it is theirs.
-pub(crate) fn session(row: SessionRow, device_name: String, caller_session: &str) -> Session {
-    Session {
-        is_current: row.id == caller_session,
-        id: row.id,
-        device_id: row.device_id,
-        device_name,
-        ip_address: row.ip_address,
-        location: row.location,
-        started_at: utc(row.started_at),
-        last_activity: utc(row.last_activity),
-        expires_at: utc(row.expires_at),
-        login_method: row.login_method,
-    }
-}
-
-/// The event of a change to `caller`'s sessions made from `origin`.
-fn sessions_event(
-    kind: SecurityEventType,
-    caller: &Caller,
-    origin: &Origin,
-    at: chrono::NaiveDateTime,
-) -> SecurityEventRow {
-    SecurityEventRow::new(&caller.user_id, kind.as_str(), &origin.actor(caller), at)
-}
 
 /// List the caller's active sessions
 #[utoipa::path(
@@ -59,21 +32,35 @@ fn sessions_event(
 )]
 #[get("/sessions")]
 pub async fn list_sessions(bearer: Bearer, state: web::Data<AppState>) -> responses::ListSessions {
-    let outcome = bearer
+    let listed = bearer
         .read(&state.db, move |conn, caller| {
             let rows = db::sessions::list_active_for_user(conn, &caller.user_id, db::now())?;
-            Ok((rows, caller.session_id.clone()))
+            Ok(Listed {
+                rows,
+                own: caller.session_id.clone(),
+            })
         })
         .await;
-    match outcome {
-        Ok((rows, own)) => responses::ListSessions::Ok(SessionListResponse {
+    respond(listed)
+}
+
+/// The caller's active sessions, and which one is theirs.
+pub struct Listed {
+    rows: Vec<SessionWithDevice>,
+    own: String,
+}
+
+impl Respond<Listed> for responses::ListSessions {
+    const FAILED: &'static str = "Failed to retrieve sessions";
+
+    fn done(Listed { rows, own }: Listed) -> Self {
+        Self::Ok(SessionListResponse {
             success: true,
             sessions: rows
                 .into_iter()
                 .map(|listed| session(listed.session, listed.device_name, &own))
                 .collect(),
-        }),
-        Err(e) => failure(e, "Failed to retrieve sessions"),
+        })
     }
 }
 
@@ -91,18 +78,22 @@ pub async fn get_current_session(
     bearer: Bearer,
     state: web::Data<AppState>,
 ) -> responses::GetCurrentSession {
-    let now = db::now();
-    match bearer.current_session(&state.db).await {
-        Ok(current) => responses::GetCurrentSession::Ok(CurrentSessionResponse {
+    respond(bearer.current_session(&state.db).await)
+}
+
+impl Respond<CurrentSession> for responses::GetCurrentSession {
+    const FAILED: &'static str = "Failed to retrieve current session";
+
+    fn done(current: CurrentSession) -> Self {
+        Self::Ok(CurrentSessionResponse {
             success: true,
             session: session(
                 current.session,
                 current.device.device_name.clone(),
                 &current.caller.session_id,
             ),
-            device: device(current.device, now, &current.caller),
-        }),
-        Err(e) => failure(e, "Failed to retrieve current session"),
+            device: device(current.device, db::now(), &current.caller),
+        })
     }
 }
 
@@ -121,20 +112,19 @@ pub async fn revoke_all_sessions(
     state: web::Data<AppState>,
     origin: Origin,
 ) -> responses::RevokeAllSessions {
-    let outcome = bearer
+    let revoked = bearer
         .write(&state.db, move |conn, caller| {
-            let now = db::now();
-            let revoked = db::sessions::revoke_all(conn, &caller.user_id, now)?;
-            let event = sessions_event(SecurityEventType::AllSessionsRevoked, caller, &origin, now)
-                .revoked(revoked);
-            db::events::record(conn, &event)
+            domain::sessions::revoke_all(conn, caller, &origin.actor(caller))
         })
         .await;
-    match outcome {
-        Ok(_) => responses::RevokeAllSessions::Ok(MessageResponse::new(
-            "All sessions revoked successfully",
-        )),
-        Err(e) => failure(e, "Failed to revoke all sessions"),
+    respond(revoked)
+}
+
+impl Respond<usize> for responses::RevokeAllSessions {
+    const FAILED: &'static str = "Failed to revoke all sessions";
+
+    fn done(_revoked: usize) -> Self {
+        Self::Ok(MessageResponse::new("All sessions revoked successfully"))
     }
 }
 
@@ -153,29 +143,23 @@ pub async fn revoke_other_sessions(
     state: web::Data<AppState>,
     origin: Origin,
 ) -> responses::RevokeOtherSessions {
-    let outcome = bearer
+    let revoked = bearer
         .write(&state.db, move |conn, caller| {
-            let now = db::now();
-            let revoked =
-                db::sessions::revoke_all_except(conn, &caller.user_id, &caller.session_id, now)?;
-            let event = sessions_event(
-                SecurityEventType::OtherSessionsRevoked,
-                caller,
-                &origin,
-                now,
-            )
-            .revoked(revoked);
-            db::events::record(conn, &event)?;
-            Ok(revoked)
+            domain::sessions::revoke_others(conn, caller, &origin.actor(caller))
         })
         .await;
-    match outcome {
-        Ok(revoked) => responses::RevokeOtherSessions::Ok(RevokeOtherSessionsResponse {
+    respond(revoked)
+}
+
+impl Respond<usize> for responses::RevokeOtherSessions {
+    const FAILED: &'static str = "Failed to revoke other sessions";
+
+    fn done(revoked: usize) -> Self {
+        Self::Ok(RevokeOtherSessionsResponse {
             success: true,
             message: "Other sessions revoked successfully".into(),
             revoked_count: i32::try_from(revoked).unwrap_or(i32::MAX),
-        }),
-        Err(e) => failure(e, "Failed to revoke other sessions"),
+        })
     }
 }
 
@@ -198,28 +182,22 @@ pub async fn revoke_session(
     path: web::Path<IdPath>,
 ) -> responses::RevokeSession {
     let session_id = path.into_inner().id.into_inner();
-    let outcome = bearer
+    let revoked = bearer
         .write(&state.db, move |conn, caller| {
-            let now = db::now();
-            let Some((device_id, device_name)) =
-                db::sessions::revoke(conn, &caller.user_id, &session_id, now)?
-            else {
-                return Ok(false);
-            };
-            let event = sessions_event(SecurityEventType::SessionRevoked, caller, &origin, now)
-                .device(&device_id, &device_name)
-                .session(&session_id)
-                .revoked(1);
-            db::events::record(conn, &event)?;
-            Ok(true)
+            domain::sessions::revoke(conn, caller, &origin.actor(caller), &session_id)
         })
         .await;
-    match outcome {
-        Ok(true) => {
-            responses::RevokeSession::Ok(MessageResponse::new("Session revoked successfully"))
+    respond(revoked)
+}
+
+impl Respond<Outcome<()>> for responses::RevokeSession {
+    const FAILED: &'static str = "Failed to revoke session";
+
+    fn done(revoked: Outcome<()>) -> Self {
+        match revoked {
+            Outcome::Done(()) => Self::Ok(MessageResponse::new("Session revoked successfully")),
+            Outcome::NotFound => Self::NotFound(ErrorResponse::new("Session not found")),
         }
-        Ok(false) => responses::RevokeSession::NotFound(ErrorResponse::new("Session not found")),
-        Err(e) => failure(e, "Failed to revoke session"),
     }
 }
 
@@ -241,36 +219,26 @@ pub async fn session_heartbeat(
     path: web::Path<IdPath>,
 ) -> responses::SessionHeartbeat {
     let session_id = path.into_inner().id.into_inner();
-    let now = db::now();
-    let wanted = now + state.policy.session_extension;
-    let policy = state.policy;
-    let outcome = bearer
-        .write(&state.db, move |conn, caller| {
-            // Never past the session's absolute lifetime.
-            let new_expiry = match policy.session_max_lifetime {
-                None => wanted,
-                Some(_) => {
-                    match db::sessions::active_started_at(conn, &caller.user_id, &session_id, now)?
-                    {
-                        Some(started_at) => policy.cap_expiry(started_at, wanted),
-                        None => return Ok(None),
-                    }
-                }
-            };
-            let updated =
-                db::sessions::heartbeat(conn, &caller.user_id, &session_id, now, new_expiry)?;
-            Ok(updated.then_some(new_expiry))
-        })
-        .await;
-    match outcome {
-        Ok(Some(new_expiry)) => responses::SessionHeartbeat::Ok(SessionHeartbeatResponse {
-            success: true,
-            message: "Session updated successfully".into(),
-            new_expiry: utc(new_expiry),
-        }),
-        Ok(None) => responses::SessionHeartbeat::NotFound(ErrorResponse::new(
-            "Session not found or expired",
-        )),
-        Err(e) => failure(e, "Failed to update session"),
+    let heartbeat = domain::sessions::Heartbeat {
+        session_id,
+        policy: state.policy,
+        now: db::now(),
+    };
+    let extended = bearer.write_one(&state.db, heartbeat).await;
+    respond(extended)
+}
+
+impl Respond<Outcome<NaiveDateTime>> for responses::SessionHeartbeat {
+    const FAILED: &'static str = "Failed to update session";
+
+    fn done(extended: Outcome<NaiveDateTime>) -> Self {
+        match extended {
+            Outcome::Done(new_expiry) => Self::Ok(SessionHeartbeatResponse {
+                success: true,
+                message: "Session updated successfully".into(),
+                new_expiry: utc(new_expiry),
+            }),
+            Outcome::NotFound => Self::NotFound(ErrorResponse::new("Session not found or expired")),
+        }
     }
 }

@@ -8,7 +8,7 @@ use super::{
     models::DeviceRow,
     prepared,
     schema::{devices, sessions},
-    sessions::active_at,
+    sessions::{active_at, owned_active},
     AnyConnection,
 };
 
@@ -21,6 +21,32 @@ pub fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<Devi
         .order((devices::last_seen.desc(), devices::id))
         .select(DeviceRow::as_select())
         .load(conn)
+}
+
+/// [`list_for_user`] for the caller `user_id`/`session_id` with its session
+/// check in the same query: the caller's active session joined to the
+/// user's devices. `None` when the session is not active at `now`, else the
+/// device of the caller's session and the devices.
+pub fn list_for_session(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(String, Vec<DeviceRow>)>, Error> {
+    let rows: Vec<(String, Option<DeviceRow>)> = sessions::table
+        .left_join(devices::table.on(devices::user_id.eq(sessions::user_id)))
+        .filter(owned_active(user_id, session_id, now))
+        .order((devices::last_seen.desc(), devices::id))
+        .select((sessions::device_id, Option::<DeviceRow>::as_select()))
+        .load(conn)?;
+    let Some((caller_device, _)) = rows.first() else {
+        return Ok(None);
+    };
+    let caller_device = caller_device.clone();
+    Ok(Some((
+        caller_device,
+        rows.into_iter().filter_map(|(_, device)| device).collect(),
+    )))
 }
 
 pub fn find_for_user(

@@ -37,6 +37,16 @@ pub struct Actor {
     pub service: Option<String>,
 }
 
+impl Actor {
+    /// This actor, acting in `session_id`.
+    pub fn of_session(&self, session_id: &str) -> Self {
+        Self {
+            session_id: Some(session_id.to_owned()),
+            ..self.clone()
+        }
+    }
+}
+
 impl SecurityEventRow {
     /// An event of `event_type` (the spec's wire value) for `user_id`, about
     /// no device or session yet; see the builder methods below.

@@ -7,6 +7,7 @@
 pub mod devices;
 pub mod events;
 pub mod models;
+pub mod one_statement;
 pub mod prepared;
 pub mod schema;
 pub mod server_keys;
@@ -545,6 +546,45 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("blocking pool: {e}")))?
+    }
+
+    /// Whether writes may run as single statements of their own on the
+    /// blocking pool ([`Db::write_statement`]): PostgreSQL without the
+    /// writer. SQLite, and PostgreSQL with `GROUP_COMMIT=on`, send every
+    /// write through [`Db::write`].
+    pub fn writes_by_statement(&self) -> bool {
+        self.sqlite_reads.is_none() && self.writer.is_none()
+    }
+
+    /// Runs `work`, one statement that writes, on the blocking pool in its
+    /// implicit transaction (no BEGIN/COMMIT round trips). A statement
+    /// PostgreSQL aborted as a deadlock victim or a serialization failure is
+    /// run again: nothing of it was applied.
+    pub async fn write_statement<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        const ATTEMPTS: usize = 3;
+        let metrics = self.metrics.clone();
+        self.run(move |conn| {
+            let mut attempt = 1;
+            loop {
+                let began = Instant::now();
+                match work(conn) {
+                    Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                        log::info!("retrying a write statement (attempt {attempt}): {error}");
+                        attempt += 1;
+                    }
+                    Ok(value) => {
+                        metrics.record_commit(1, began.elapsed());
+                        return Ok(value);
+                    }
+                    outcome => return outcome,
+                }
+            }
+        })
+        .await
     }
 
     /// Runs `work`, which only reads. On SQLite it runs right here, on the

@@ -22,7 +22,7 @@ pub(crate) fn active_at(now: NaiveDateTime) -> _ {
 
 /// The filter "`session_id`, owned by `user_id` and active at `now`".
 #[diesel::dsl::auto_type]
-fn owned_active<'a>(user_id: &'a str, session_id: &'a str, now: NaiveDateTime) -> _ {
+pub(crate) fn owned_active<'a>(user_id: &'a str, session_id: &'a str, now: NaiveDateTime) -> _ {
     let active: active_at = active_at(now);
     sessions::id
         .eq(session_id)

@@ -135,9 +135,14 @@ pub fn enqueue(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(),
         ))
         .execute(conn)?;
     if inserted > 0 {
-        ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
+        hint_enqueued();
     }
     Ok(())
+}
+
+/// Wakes this process's dispatchers: deliveries were enqueued.
+pub(super) fn hint_enqueued() {
+    ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// A delivery a dispatcher holds the lease of, with its event (`None` when

@@ -36,8 +36,8 @@ use rand::Rng;
 use super::{redact, WebhookSettings, PER_USER_PER_CLAIM};
 use crate::{
     api::{
-        security::security_event,
         types::{SecurityEventWebhook, SecurityEventWebhookData},
+        views::security_event,
     },
     db::{
         self,

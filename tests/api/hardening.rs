@@ -635,3 +635,58 @@ async fn requests_refused_before_the_session_check_are_charged_to_the_address() 
     assert_eq!(limited.status, 429, "{}", limited.body);
     assert!(limited.header("retry-after").is_some());
 }
+
+backend_test!(
+    over_the_allowance_a_write_changes_nothing_and_a_revoked_token_spends_none_of_it,
+    |app| {
+        // On PostgreSQL a charged write checks the session on its own first,
+        // then runs as one statement: both halves are guarded here.
+        let options = ServerOptions {
+            rate_limit: RateLimitSettings::new(1, 3),
+            ..ServerOptions::local()
+        };
+        let base = app.another_server_with(options).await;
+        let stolen = app.login("alice", "Old phone", None).await;
+        let live = app.login("alice", "Laptop", None).await;
+        let revoked = app
+            .post(
+                &format!("/sessions/{}/revoke", stolen.session_id),
+                &live.token,
+            )
+            .await;
+        assert_eq!(revoked.status, 200);
+        let client = reqwest::Client::new();
+        let post = |path: String, token: &str| {
+            client
+                .post(format!("{base}{path}"))
+                .bearer_auth(token.to_owned())
+                .send()
+        };
+        let untrust_laptop = format!("/devices/{}/untrust", live.device_id);
+        let beat_laptop = format!("/sessions/{}/heartbeat", live.session_id);
+        for _ in 0..6 {
+            for path in [&untrust_laptop, &beat_laptop] {
+                let status = post(path.clone(), &stolen.token).await.unwrap().status();
+                assert!(status == 401 || status == 429, "{path}: {status}");
+            }
+        }
+        // The revoked token spent none of Alice's allowance: her burst of 3
+        // is whole.
+        for _ in 0..3 {
+            let beat = post(beat_laptop.clone(), &live.token).await.unwrap();
+            assert_eq!(beat.status(), 200);
+        }
+        // Over it, the untrust is refused before it changes anything.
+        let limited = post(untrust_laptop.clone(), &live.token).await.unwrap();
+        assert_eq!(limited.status(), 429);
+        let laptop = app
+            .get(&format!("/devices/{}", live.device_id), &live.token)
+            .await;
+        assert_eq!(laptop.status, 200);
+        assert_eq!(
+            laptop.body["device"]["sessions"].as_array().unwrap().len(),
+            1,
+            "the laptop's session is still active"
+        );
+    }
+);

@@ -1,0 +1,138 @@
+//! Writes to the caller's sessions (the `sessions` tag).
+
+use chrono::NaiveDateTime;
+use diesel::result::Error;
+
+use super::Outcome;
+use diesel::PgConnection;
+
+use crate::{
+    api::types::SecurityEventType,
+    auth::{Caller, OneStatement, SessionOf},
+    db::{self, events::Actor, models::SecurityEventRow, AnyConnection},
+    state::Policy,
+};
+
+/// The event of a change to `caller`'s sessions made as `actor`.
+fn sessions_event(
+    kind: SecurityEventType,
+    caller: &Caller,
+    actor: &Actor,
+    at: NaiveDateTime,
+) -> SecurityEventRow {
+    SecurityEventRow::new(&caller.user_id, kind.as_str(), actor, at)
+}
+
+/// `revokeAllSessions`: ends every active session of the caller, theirs
+/// included; the outcome is how many.
+pub fn revoke_all(
+    conn: &mut AnyConnection,
+    caller: &Caller,
+    actor: &Actor,
+) -> Result<usize, Error> {
+    let now = db::now();
+    let revoked = db::sessions::revoke_all(conn, &caller.user_id, now)?;
+    let event =
+        sessions_event(SecurityEventType::AllSessionsRevoked, caller, actor, now).revoked(revoked);
+    db::events::record(conn, &event)?;
+    Ok(revoked)
+}
+
+/// `revokeOtherSessions`: ends every active session of the caller but
+/// theirs; the outcome is how many.
+pub fn revoke_others(
+    conn: &mut AnyConnection,
+    caller: &Caller,
+    actor: &Actor,
+) -> Result<usize, Error> {
+    let now = db::now();
+    let revoked = db::sessions::revoke_all_except(conn, &caller.user_id, &caller.session_id, now)?;
+    let event = sessions_event(SecurityEventType::OtherSessionsRevoked, caller, actor, now)
+        .revoked(revoked);
+    db::events::record(conn, &event)?;
+    Ok(revoked)
+}
+
+/// `revokeSession`: ends one active session of the caller.
+pub fn revoke(
+    conn: &mut AnyConnection,
+    caller: &Caller,
+    actor: &Actor,
+    session_id: &str,
+) -> Result<Outcome<()>, Error> {
+    let now = db::now();
+    let Some((device_id, device_name)) =
+        db::sessions::revoke(conn, &caller.user_id, session_id, now)?
+    else {
+        return Ok(Outcome::NotFound);
+    };
+    let event = sessions_event(SecurityEventType::SessionRevoked, caller, actor, now)
+        .device(&device_id, &device_name)
+        .session(session_id)
+        .revoked(1);
+    db::events::record(conn, &event)?;
+    Ok(Outcome::Done(()))
+}
+
+/// `sessionHeartbeat` on `session_id`, asked at `now`.
+pub struct Heartbeat {
+    pub session_id: String,
+    pub policy: Policy,
+    pub now: NaiveDateTime,
+}
+
+impl OneStatement for Heartbeat {
+    type Done = Outcome<NaiveDateTime>;
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        heartbeat(conn, caller, &self.policy, &self.session_id, self.now)
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let max_lifetime = self
+            .policy
+            .session_max_lifetime
+            .and_then(|max| chrono::TimeDelta::from_std(max).ok());
+        let checked = db::one_statement::heartbeat(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            &self.session_id,
+            self.now,
+            self.now + self.policy.session_extension,
+            max_lifetime,
+        )?;
+        Ok(checked.map(|(_device, new_expiry)| new_expiry.into()))
+    }
+}
+
+/// `sessionHeartbeat`: records activity on an active session of the caller
+/// and extends it by the policy's extension, never past its absolute
+/// lifetime; the outcome is the new expiry. Records no event (heartbeats
+/// are not security events).
+pub fn heartbeat(
+    conn: &mut AnyConnection,
+    caller: &Caller,
+    policy: &Policy,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<Outcome<NaiveDateTime>, Error> {
+    let wanted = now + policy.session_extension;
+    let new_expiry = match policy.session_max_lifetime {
+        None => wanted,
+        Some(_) => match db::sessions::active_started_at(conn, &caller.user_id, session_id, now)? {
+            Some(started_at) => policy.cap_expiry(started_at, wanted),
+            None => return Ok(Outcome::NotFound),
+        },
+    };
+    let updated = db::sessions::heartbeat(conn, &caller.user_id, session_id, now, new_expiry)?;
+    Ok(if updated {
+        Outcome::Done(new_expiry)
+    } else {
+        Outcome::NotFound
+    })
+}

@@ -94,15 +94,12 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let response: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/devices"))
-        .bearer_auth(issued["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = fetch_json(
+        reqwest::Client::new()
+            .get(format!("{base}/devices"))
+            .bearer_auth(issued["token"].as_str().unwrap()),
+    )
+    .await;
     let device = &response["devices"][0];
     assert_eq!(device["id"], issued["deviceId"]);
     assert_eq!(device["deviceType"], "TABLET");
@@ -112,15 +109,12 @@ async fn session_create_prints_one_json_object_whose_token_works() {
 
     // The sign-in is on record: started, then trusted, by no session of the
     // API (the command line), from the address it gave.
-    let events: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/security-events"))
-        .bearer_auth(issued["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = fetch_json(
+        reqwest::Client::new()
+            .get(format!("{base}/security-events"))
+            .bearer_auth(issued["token"].as_str().unwrap()),
+    )
+    .await;
     let events = events["events"].as_array().unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["DEVICE_TRUSTED", "SESSION_STARTED"]);
@@ -306,24 +300,8 @@ async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
         .starts_with("Demo token for user `demo-user`"));
     let token = lines.next().unwrap().unwrap();
     let client = reqwest::Client::new();
-    let devices: serde_json::Value = client
-        .get(format!("{base}/devices"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sessions: serde_json::Value = client
-        .get(format!("{base}/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let devices = fetch_json(client.get(format!("{base}/devices")).bearer_auth(&token)).await;
+    let sessions = fetch_json(client.get(format!("{base}/sessions")).bearer_auth(&token)).await;
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(devices["devices"].as_array().unwrap().len(), 3, "{devices}");

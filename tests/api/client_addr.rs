@@ -23,14 +23,7 @@ async fn spawn_with_proxies(proxies: &str, rate_limit: Option<RateLimitSettings>
         rate_limit,
         ..ServerOptions::local()
     };
-    TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await
+    TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await
 }
 
 /// A client whose connections come from `local` (any 127.0.0.0/8 address
@@ -336,15 +329,12 @@ http {{
     // 127.0.0.6, both with a forged X-Forwarded-For.
     revoke_others(client_from("127.0.0.5"), proxied.clone()).await;
     revoke_others(client_from("127.0.0.6"), direct.clone()).await;
-    let events: serde_json::Value = reqwest::Client::new()
-        .get(format!("{proxied}/security-events"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = fetch_json(
+        reqwest::Client::new()
+            .get(format!("{proxied}/security-events"))
+            .bearer_auth(&token),
+    )
+    .await;
     let events = events["events"].as_array().unwrap();
     assert_eq!(
         events[0]["ipAddress"], "127.0.0.6",

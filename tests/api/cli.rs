@@ -51,11 +51,7 @@ async fn session_create_prints_one_json_object_whose_token_works() {
         .env("JWT_SECRET", TEST_SECRET)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout}");
     let issued: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -139,11 +135,7 @@ fn development_mode_keeps_a_private_secret_beside_the_database() {
             .env("DATABASE_URL", &url)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_succeeded(&output);
         let issued: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         issued["token"].as_str().unwrap().to_owned()
     };
@@ -416,11 +408,7 @@ crate::backend_test!(
                 .unwrap()
         };
         let created = run(&["service-key", "create", "--name", "sign-in"]);
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stderr)
-        );
+        assert_succeeded(&created);
         let stdout = String::from_utf8(created.stdout).unwrap();
         let key = stdout.trim();
         assert_eq!(stdout.lines().count(), 1, "only the key: {stdout}");
@@ -446,11 +434,7 @@ crate::backend_test!(
         assert!(!listing.contains(&key[5..]), "the key is never shown again");
 
         let revoked = run(&["service-key", "revoke", "sign-in"]);
-        assert!(
-            revoked.status.success(),
-            "{}",
-            String::from_utf8_lossy(&revoked.stderr)
-        );
+        assert_succeeded(&revoked);
         let refused = app.get("/platform/users/alice/sessions", key).await;
         assert_eq!(refused.status, 401);
         let unknown = run(&["service-key", "revoke", "sign-in"]);

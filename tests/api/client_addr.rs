@@ -229,11 +229,7 @@ async fn behind_nginx_the_client_is_who_nginx_saw() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        create.status.success(),
-        "{}",
-        String::from_utf8_lossy(&create.stderr)
-    );
+    assert_succeeded(&create);
     let issued: serde_json::Value = serde_json::from_slice(&create.stdout).unwrap();
     let token = issued["token"].as_str().unwrap().to_owned();
 

@@ -711,6 +711,16 @@ pub async fn fetch_json(request: reqwest::RequestBuilder) -> Value {
         .expect("a JSON body")
 }
 
+/// Fails the test with the command's standard error unless it exited 0.
+#[track_caller]
+pub fn assert_succeeded(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The time in a JSON string field, such as `expiresAt`.
 pub fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
     value

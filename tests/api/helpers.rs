@@ -158,7 +158,6 @@ impl Setup {
     }
 
     /// The common case, signing and checking tokens with `tokens`.
-    #[allow(dead_code)]
     pub fn with_tokens(tokens: TokenKeys) -> Self {
         Self {
             tokens,

@@ -51,11 +51,7 @@ async fn session_create_prints_one_json_object_whose_token_works() {
         .env("JWT_SECRET", TEST_SECRET)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout}");
     let issued: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -94,15 +90,12 @@ async fn session_create_prints_one_json_object_whose_token_works() {
     .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let response: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/devices"))
-        .bearer_auth(issued["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = fetch_json(
+        reqwest::Client::new()
+            .get(format!("{base}/devices"))
+            .bearer_auth(issued["token"].as_str().unwrap()),
+    )
+    .await;
     let device = &response["devices"][0];
     assert_eq!(device["id"], issued["deviceId"]);
     assert_eq!(device["deviceType"], "TABLET");
@@ -112,15 +105,12 @@ async fn session_create_prints_one_json_object_whose_token_works() {
 
     // The sign-in is on record: started, then trusted, by no session of the
     // API (the command line), from the address it gave.
-    let events: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/security-events"))
-        .bearer_auth(issued["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = fetch_json(
+        reqwest::Client::new()
+            .get(format!("{base}/security-events"))
+            .bearer_auth(issued["token"].as_str().unwrap()),
+    )
+    .await;
     let events = events["events"].as_array().unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["DEVICE_TRUSTED", "SESSION_STARTED"]);
@@ -145,11 +135,7 @@ fn development_mode_keeps_a_private_secret_beside_the_database() {
             .env("DATABASE_URL", &url)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_succeeded(&output);
         let issued: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         issued["token"].as_str().unwrap().to_owned()
     };
@@ -306,24 +292,8 @@ async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
         .starts_with("Demo token for user `demo-user`"));
     let token = lines.next().unwrap().unwrap();
     let client = reqwest::Client::new();
-    let devices: serde_json::Value = client
-        .get(format!("{base}/devices"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sessions: serde_json::Value = client
-        .get(format!("{base}/sessions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let devices = fetch_json(client.get(format!("{base}/devices")).bearer_auth(&token)).await;
+    let sessions = fetch_json(client.get(format!("{base}/sessions")).bearer_auth(&token)).await;
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(devices["devices"].as_array().unwrap().len(), 3, "{devices}");
@@ -438,11 +408,7 @@ crate::backend_test!(
                 .unwrap()
         };
         let created = run(&["service-key", "create", "--name", "sign-in"]);
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stderr)
-        );
+        assert_succeeded(&created);
         let stdout = String::from_utf8(created.stdout).unwrap();
         let key = stdout.trim();
         assert_eq!(stdout.lines().count(), 1, "only the key: {stdout}");
@@ -468,11 +434,7 @@ crate::backend_test!(
         assert!(!listing.contains(&key[5..]), "the key is never shown again");
 
         let revoked = run(&["service-key", "revoke", "sign-in"]);
-        assert!(
-            revoked.status.success(),
-            "{}",
-            String::from_utf8_lossy(&revoked.stderr)
-        );
+        assert_succeeded(&revoked);
         let refused = app.get("/platform/users/alice/sessions", key).await;
         assert_eq!(refused.status, 401);
         let unknown = run(&["service-key", "revoke", "sign-in"]);

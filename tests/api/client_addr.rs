@@ -23,14 +23,7 @@ async fn spawn_with_proxies(proxies: &str, rate_limit: Option<RateLimitSettings>
         rate_limit,
         ..ServerOptions::local()
     };
-    TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await
+    TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await
 }
 
 /// A client whose connections come from `local` (any 127.0.0.0/8 address
@@ -236,11 +229,7 @@ async fn behind_nginx_the_client_is_who_nginx_saw() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        create.status.success(),
-        "{}",
-        String::from_utf8_lossy(&create.stderr)
-    );
+    assert_succeeded(&create);
     let issued: serde_json::Value = serde_json::from_slice(&create.stdout).unwrap();
     let token = issued["token"].as_str().unwrap().to_owned();
 
@@ -336,15 +325,12 @@ http {{
     // 127.0.0.6, both with a forged X-Forwarded-For.
     revoke_others(client_from("127.0.0.5"), proxied.clone()).await;
     revoke_others(client_from("127.0.0.6"), direct.clone()).await;
-    let events: serde_json::Value = reqwest::Client::new()
-        .get(format!("{proxied}/security-events"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = fetch_json(
+        reqwest::Client::new()
+            .get(format!("{proxied}/security-events"))
+            .bearer_auth(&token),
+    )
+    .await;
     let events = events["events"].as_array().unwrap();
     assert_eq!(
         events[0]["ipAddress"], "127.0.0.6",

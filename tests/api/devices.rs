@@ -129,17 +129,14 @@ backend_test!(
 
 backend_test!(untrust_revokes_every_session_of_the_device_at_once, |app| {
     // Two sessions on the laptop, one on the phone, all Alice's.
-    let laptop_a = app
-        .login_with(
-            "alice",
-            "Laptop",
-            Some("fp-laptop"),
-            std::time::Duration::from_secs(3600),
-            true,
-        )
+    let alice = Scenario::new(&app, "alice")
+        .trusted_laptop()
+        .laptop()
+        .phone()
+        .build()
         .await;
-    let laptop_b = app.login("alice", "Laptop", Some("fp-laptop")).await;
-    let phone = app.login("alice", "Phone", Some("fp-phone")).await;
+    let (laptop_a, phone) = (alice.laptop(), alice.phone());
+    let laptop_b = alice.session(Device::Laptop, 1);
     let before = app
         .get(&format!("/devices/{}", laptop_a.device_id), &phone.token)
         .await;
@@ -216,15 +213,8 @@ backend_test!(
     untrust_of_another_users_device_is_404_and_changes_nothing,
     |app| {
         let alice = app.login("alice", "Laptop", None).await;
-        let bob = app
-            .login_with(
-                "bob",
-                "Laptop",
-                None,
-                std::time::Duration::from_secs(3600),
-                true,
-            )
-            .await;
+        let bob = Scenario::new(&app, "bob").trusted_laptop().build().await;
+        let bob = bob.laptop();
         for id in [bob.device_id.as_str(), "missing"] {
             let response = app
                 .post(&format!("/devices/{id}/untrust"), &alice.token)
@@ -252,11 +242,7 @@ backend_test!(trust_device_by_fingerprint, |app| {
     assert_eq!(response.status, 200);
     assert_eq!(response.body["success"], true);
     assert_eq!(response.body["message"], "Device trusted successfully");
-    let until: chrono::DateTime<chrono::Utc> = response.body["trustExpiresAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let until = timestamp(&response.body["trustExpiresAt"]);
     let days = (until - chrono::Utc::now()).num_hours() as f64 / 24.0;
     assert!((29.9..=30.1).contains(&days), "trust period is {days} days");
 
@@ -374,8 +360,8 @@ backend_test!(trust_device_rejects_malformed_bodies, |app| {
 });
 
 backend_test!(delete_device_removes_it_and_its_sessions, |app| {
-    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
-    let phone = app.login("alice", "Phone", Some("fp-phone")).await;
+    let alice = Scenario::new(&app, "alice").laptop().phone().build().await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
     let response = app
         .delete(&format!("/devices/{}", laptop.device_id), &phone.token)
         .await;
@@ -403,15 +389,8 @@ backend_test!(delete_device_of_another_user_is_404, |app| {
 });
 
 backend_test!(expired_trust_reads_as_untrusted, |app| {
-    let alice = app
-        .login_with(
-            "alice",
-            "Laptop",
-            None,
-            std::time::Duration::from_secs(3600),
-            true,
-        )
-        .await;
+    let alice = Scenario::new(&app, "alice").trusted_laptop().build().await;
+    let alice = alice.laptop();
     let (device_id, db) = (alice.device_id.clone(), app.db.clone());
     tokio::task::spawn_blocking(move || {
         use diesel::prelude::*;
@@ -432,13 +411,18 @@ backend_test!(expired_trust_reads_as_untrusted, |app| {
 });
 
 backend_test!(this_device_and_this_session_are_marked, |app| {
-    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
-    let laptop_too = app.login("alice", "Laptop", Some("fp-laptop")).await;
-    let phone = app.login("alice", "Phone", Some("fp-phone")).await;
+    let alice = Scenario::new(&app, "alice")
+        .laptop()
+        .laptop()
+        .phone()
+        .build()
+        .await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
+    let laptop_too = alice.session(Device::Laptop, 1);
     for (caller, own_device) in [
-        (&laptop, &laptop.device_id),
-        (&laptop_too, &laptop.device_id),
-        (&phone, &phone.device_id),
+        (laptop, &laptop.device_id),
+        (laptop_too, &laptop.device_id),
+        (phone, &phone.device_id),
     ] {
         let listed = app.get("/devices", &caller.token).await;
         for device in listed.body["devices"].as_array().unwrap() {

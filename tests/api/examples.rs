@@ -177,13 +177,16 @@ struct Fixture {
 }
 
 async fn fixture(app: &TestApp, user: &str) -> Fixture {
-    let hour = Duration::from_secs(3600);
-    let laptop = app.login(user, "Laptop", Some("fp-laptop")).await;
-    let phone = app
-        .login_with(user, "Phone", Some("fp-phone"), hour, true)
+    let signed = Scenario::new(app, user)
+        .laptop()
+        .trusted_phone()
+        .laptop()
+        .laptop()
+        .build()
         .await;
-    let second = app.login(user, "Laptop", Some("fp-laptop")).await;
-    let ended = app.login(user, "Laptop", Some("fp-laptop")).await;
+    let (laptop, phone) = (signed.laptop().clone(), signed.phone().clone());
+    let second = signed.session(Device::Laptop, 1).clone();
+    let ended = signed.session(Device::Laptop, 2).clone();
     // Not over HTTP: on the rate-limited server that would spend the allowance.
     let (db, user, session) = (app.db.clone(), user.to_owned(), ended.session_id.clone());
     let revoked = tokio::task::spawn_blocking(move || {
@@ -240,7 +243,7 @@ fn request(example: &Example, cause: Cause, fixture: &Fixture) -> Request {
         "trustDevice" => Some(match cause {
             Cause::BadBody => json!({}),
             Cause::Missing => json!({"fingerprint": "no-such-fingerprint"}),
-            _ => json!({"fingerprint": "fp-phone"}),
+            _ => json!({"fingerprint": Device::Phone.fingerprint()}),
         }),
         "renameDevice" => Some(match cause {
             Cause::BadBody => json!({"deviceName": "   "}),
@@ -425,13 +428,10 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     // theirs on getCurrentSession first.
     let limited = TestApp::spawn_with(
         app.backend,
-        Setup {
-            options: ServerOptions {
-                rate_limit: RateLimitSettings::new(1, 1),
-                ..ServerOptions::local()
-            },
-            ..Setup::default()
-        },
+        Setup::with_options(ServerOptions {
+            rate_limit: RateLimitSettings::new(1, 1),
+            ..ServerOptions::local()
+        }),
     )
     .await;
     for (example, cause) in by_cause.iter().filter(|(_, c)| *c == Cause::TooFast) {
@@ -453,13 +453,10 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     // 404 of getMetrics: a server whose metrics have a listener of their own.
     let elsewhere = TestApp::spawn_with(
         app.backend,
-        Setup {
-            options: ServerOptions {
-                metrics_bind_addr: Some("127.0.0.1:0".into()),
-                ..ServerOptions::local()
-            },
-            ..Setup::default()
-        },
+        Setup::with_options(ServerOptions {
+            metrics_bind_addr: Some("127.0.0.1:0".into()),
+            ..ServerOptions::local()
+        }),
     )
     .await;
     for (example, cause) in by_cause
@@ -475,13 +472,10 @@ backend_test!(every_example_in_the_spec_is_what_the_server_says, |app| {
     // 408: a server with a short body deadline, and a body that stalls.
     let impatient = TestApp::spawn_with(
         app.backend,
-        Setup {
-            options: ServerOptions {
-                body_timeout: Duration::from_millis(300),
-                ..ServerOptions::local()
-            },
-            ..Setup::default()
-        },
+        Setup::with_options(ServerOptions {
+            body_timeout: Duration::from_millis(300),
+            ..ServerOptions::local()
+        }),
     )
     .await;
     for (example, cause) in by_cause.iter().filter(|(_, c)| *c == Cause::SlowBody) {

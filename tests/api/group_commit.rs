@@ -57,15 +57,7 @@ impl WriteLock {
 
 /// How many commits held more than one write so far.
 async fn grouped_commits(app: &TestApp) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = fetch_text(app.client.get(app.url("/metrics"))).await;
     let value = |prefix: &str| -> u64 {
         text.lines()
             .find_map(|line| line.strip_prefix(prefix))

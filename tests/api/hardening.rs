@@ -29,14 +29,7 @@ async fn spawn_rate_limited(per_second: u32, burst: u32) -> TestApp {
         rate_limit: RateLimitSettings::new(per_second, burst),
         ..ServerOptions::local()
     };
-    TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await
+    TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await
 }
 
 #[tokio::test]
@@ -140,14 +133,7 @@ async fn cors_allows_configured_origins_only() {
         cors_allowed_origins: vec!["https://app.example".into()],
         ..ServerOptions::local()
     };
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await;
     let alice = app.login("alice", "Laptop", None).await;
     let preflight = |origin: &str| {
         app.client
@@ -294,14 +280,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
     let tokens = TokenKeys::hs256(TEST_SECRET.as_bytes())
         .unwrap()
         .with_issuer_and_audience(Some("https://id.example".into()), Some("flashback".into()));
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            tokens,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, Setup::with_tokens(tokens)).await;
     let alice = app.login("alice", "Laptop", None).await;
     assert_eq!(
         app.get("/devices", &alice.token).await.status,
@@ -332,14 +311,7 @@ async fn public_key_mode_refuses_hs256_and_algorithm_confusion() {
     let tokens =
         TokenKeys::public_key(PUBLIC_PEM.as_bytes(), Some(PRIVATE_PEM.as_bytes())).unwrap();
     assert_eq!(tokens.algorithm(), jsonwebtoken::Algorithm::EdDSA);
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            tokens,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, Setup::with_tokens(tokens)).await;
     let alice = app.login("alice", "Laptop", None).await;
     assert_eq!(
         app.get("/devices", &alice.token).await.status,
@@ -504,8 +476,8 @@ backend_test!(a_revoked_token_cannot_spend_its_users_allowance, |app| {
 #[tokio::test]
 async fn a_user_over_the_limit_gets_429_with_retry_after_and_nothing_changes() {
     let app = spawn_rate_limited(1, 2).await;
-    let alice = app.login("alice", "Laptop", None).await;
-    let phone = app.login("alice", "Phone", None).await;
+    let signed = Scenario::new(&app, "alice").laptop().phone().build().await;
+    let (alice, phone) = (signed.laptop(), signed.phone());
     for _ in 0..2 {
         assert_eq!(app.get("/devices", &alice.token).await.status, 200);
     }
@@ -531,14 +503,7 @@ async fn ipv6_clients_share_an_allowance_per_64() {
             .unwrap(),
         ..ServerOptions::local()
     };
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await;
     let from = |address: &'static str| {
         app.client
             .get(app.url("/devices"))

@@ -148,6 +148,24 @@ impl Default for Setup {
     }
 }
 
+impl Setup {
+    /// The common case, with these server options.
+    pub fn with_options(options: ServerOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
+    /// The common case, signing and checking tokens with `tokens`.
+    pub fn with_tokens(tokens: TokenKeys) -> Self {
+        Self {
+            tokens,
+            ..Self::default()
+        }
+    }
+}
+
 /// A device and session made for a test, with its token.
 pub type Login = IssuedSession;
 
@@ -445,6 +463,163 @@ impl TestApp {
     }
 }
 
+/// A device of the [`Scenario`]s, with the name and fingerprint it signs in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Laptop,
+    Phone,
+    Tablet,
+}
+
+impl Device {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Laptop => "Laptop",
+            Self::Phone => "Phone",
+            Self::Tablet => "Tablet",
+        }
+    }
+
+    /// One fingerprint per device, so that signing in on it again adds a
+    /// session to the same device.
+    pub fn fingerprint(self) -> &'static str {
+        match self {
+            Self::Laptop => "fp-laptop",
+            Self::Phone => "fp-phone",
+            Self::Tablet => "fp-tablet",
+        }
+    }
+}
+
+/// One user's sign-ins, made as `session create` makes them, in the order
+/// the steps are written:
+///
+/// ```ignore
+/// let alice = Scenario::new(&app, "alice").laptop().trusted_phone().build().await;
+/// app.post(&format!("/devices/{}/untrust", alice.phone().device_id), &alice.laptop().token)
+/// ```
+///
+/// A device named twice (`.laptop().laptop()`) gets a second session.
+#[must_use = "nothing is signed in until `build`"]
+pub struct Scenario<'a> {
+    app: &'a TestApp,
+    user: String,
+    sign_ins: Vec<(Device, SignInKind)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SignInKind {
+    Plain,
+    Trusted,
+    /// A lifetime of one millisecond: over by the time the test looks.
+    Expired,
+}
+
+impl<'a> Scenario<'a> {
+    pub fn new(app: &'a TestApp, user: &str) -> Self {
+        Self {
+            app,
+            user: user.to_owned(),
+            sign_ins: Vec::new(),
+        }
+    }
+
+    fn then(mut self, device: Device, kind: SignInKind) -> Self {
+        self.sign_ins.push((device, kind));
+        self
+    }
+
+    pub fn laptop(self) -> Self {
+        self.then(Device::Laptop, SignInKind::Plain)
+    }
+
+    /// A sign-in on the laptop that trusts it.
+    pub fn trusted_laptop(self) -> Self {
+        self.then(Device::Laptop, SignInKind::Trusted)
+    }
+
+    pub fn phone(self) -> Self {
+        self.then(Device::Phone, SignInKind::Plain)
+    }
+
+    /// A sign-in on the phone that trusts it.
+    pub fn trusted_phone(self) -> Self {
+        self.then(Device::Phone, SignInKind::Trusted)
+    }
+
+    pub fn tablet(self) -> Self {
+        self.then(Device::Tablet, SignInKind::Plain)
+    }
+
+    /// A sign-in on the tablet whose session expires at once (the test
+    /// waits a little before relying on that).
+    pub fn expired_tablet(self) -> Self {
+        self.then(Device::Tablet, SignInKind::Expired)
+    }
+
+    pub async fn build(self) -> Signed {
+        let mut sessions = Vec::with_capacity(self.sign_ins.len());
+        for (device, kind) in self.sign_ins {
+            let (ttl, trusted) = match kind {
+                SignInKind::Plain => (Duration::from_secs(3600), false),
+                SignInKind::Trusted => (Duration::from_secs(3600), true),
+                SignInKind::Expired => (Duration::from_millis(1), false),
+            };
+            let login = self
+                .app
+                .login_with(
+                    &self.user,
+                    device.name(),
+                    Some(device.fingerprint()),
+                    ttl,
+                    trusted,
+                )
+                .await;
+            sessions.push((device, login));
+        }
+        Signed { sessions }
+    }
+}
+
+/// The sessions a [`Scenario`] signed in, by device.
+pub struct Signed {
+    sessions: Vec<(Device, Login)>,
+}
+
+impl Signed {
+    /// The laptop's first session.
+    pub fn laptop(&self) -> &Login {
+        self.session(Device::Laptop, 0)
+    }
+
+    /// The phone's first session.
+    pub fn phone(&self) -> &Login {
+        self.session(Device::Phone, 0)
+    }
+
+    /// The tablet's first session.
+    pub fn tablet(&self) -> &Login {
+        self.session(Device::Tablet, 0)
+    }
+
+    /// The `nth` session (from 0) signed in on `device`.
+    pub fn session(&self, device: Device, nth: usize) -> &Login {
+        self.sessions_on(device)
+            .get(nth)
+            .copied()
+            .unwrap_or_else(|| panic!("the scenario signs in on the {device:?} fewer times"))
+    }
+
+    /// Every session signed in on `device`, in order.
+    pub fn sessions_on(&self, device: Device) -> Vec<&Login> {
+        self.sessions
+            .iter()
+            .filter(|(on, _)| *on == device)
+            .map(|(_, login)| login)
+            .collect()
+    }
+}
+
 /// Another process that looks, to SQLite, as if it were rebuilding the WAL
 /// index of the database at `path` ("recovery"): it holds the write and
 /// recovery locks of the `-shm` file and has zeroed the index header, so
@@ -510,6 +685,48 @@ pub async fn into_test_response(response: reqwest::Response) -> TestResponse {
         headers,
         body,
     }
+}
+
+/// The body of the answer to `request`, as text, whatever its status (for
+/// what the spec does not describe: pages, metrics, documents).
+pub async fn fetch_text(request: reqwest::RequestBuilder) -> String {
+    request
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The body of the answer to `request`, as JSON, whatever its status.
+pub async fn fetch_json(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
+/// Fails the test with the command's standard error unless it exited 0.
+#[track_caller]
+pub fn assert_succeeded(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The time in a JSON string field, such as `expiresAt`.
+pub fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not a string"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{value} is not a time: {e}"))
 }
 
 /// The exact error body of the spec's convention.

@@ -14,8 +14,8 @@ use std::{
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 
 use crate::{
-    helpers::TEST_SECRET,
-    logs::{binary, parse, session_create, Served},
+    helpers::{assert_succeeded, TEST_SECRET},
+    logs::{binary, parse, session_token, Served},
 };
 
 /// Peak resident memory of a process, in KiB (`VmHWM`).
@@ -61,10 +61,7 @@ fn sqlite_url(dir: &tempfile::TempDir, name: &str) -> String {
 async fn a_compressed_body_is_refused_unread_and_memory_stays_flat() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir, "bomb.db");
-    let revoked = session_create(&url, "alice")["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let revoked = session_token(&url, "alice");
     let server = Served::start_with(&url, "warn", "text", &[("RATE_LIMIT_RPS", "0")]).await;
     let client = reqwest::Client::new();
     // That session ends, so that the bomb also comes with a revoked token.
@@ -75,10 +72,7 @@ async fn a_compressed_body_is_refused_unread_and_memory_stays_flat() {
         .await
         .unwrap();
     assert_eq!(revoke_all.status(), 200);
-    let alice = session_create(&url, "alice")["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice = session_token(&url, "alice");
     assert_eq!(
         client
             .get(format!("{}/devices", server.base))
@@ -203,10 +197,7 @@ fn raw_exchange(base: &str, head: &str, limit: Duration) -> (String, Duration) {
 async fn a_body_that_never_arrives_gets_408_and_its_connection_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir, "slow.db");
-    let token = session_create(&url, "alice")["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = session_token(&url, "alice");
     let server = Served::start_with(&url, "warn", "text", &[("BODY_TIMEOUT_MS", "500")]).await;
     let base = server.base.clone();
     let head = format!(
@@ -419,11 +410,7 @@ fn sqlite_files_are_private_and_a_readable_secret_file_is_warned_about() {
         .args(["session", "create", "--user", "a", "--device-name", "L"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     for name in ["private.db", "private.db.jwt-secret"] {
         assert_eq!(mode(name), 0o600, "{name}");
     }

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::helpers::TEST_SECRET;
+use crate::helpers::{assert_succeeded, TEST_SECRET};
 
 const FORMATS: [&str; 2] = ["text", "json"];
 
@@ -39,12 +39,16 @@ pub(crate) fn session_create(url: &str, user: &str) -> Value {
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The token of a `session create` for `user` on the database at `url`.
+pub(crate) fn session_token(url: &str, user: &str) -> String {
+    session_create(url, user)["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
 }
 
 /// The real binary serving on a free loopback port.
@@ -249,14 +253,8 @@ async fn every_log_line_about_a_request_carries_its_id() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ids.db");
         let url = format!("sqlite://{}", path.display());
-        let alice = session_create(&url, "alice")["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let bob = session_create(&url, "bob")["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let alice = session_token(&url, "alice");
+        let bob = session_token(&url, "bob");
         let server = Served::start(&url, "info", format).await;
         let client = reqwest::Client::new();
         let send = |id: &'static str, method: reqwest::Method, path: &str, token: Option<&str>| {

@@ -221,14 +221,7 @@ async fn rate_limited_requests_are_counted_and_metrics_are_never_limited() {
         rate_limit: RateLimitSettings::new(1, 2),
         ..ServerOptions::local()
     };
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await;
     let alice = app.login("alice", "Laptop", None).await;
     let mut limited = 0;
     for _ in 0..6 {
@@ -383,14 +376,7 @@ async fn open_connections_become(app: &TestApp, expected: f64) -> f64 {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        let text = client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = fetch_text(client.get(app.url("/metrics"))).await;
         seen = Scrape::parse(&text).count("flashback_http_open_connections", &[]);
         if seen == expected {
             break;
@@ -442,14 +428,7 @@ async fn metrics_bind_addr_moves_the_metrics_to_their_own_listener() {
         metrics_bind_addr: Some("127.0.0.1:0".into()),
         ..ServerOptions::local()
     };
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, Setup::with_options(options)).await;
     let metrics_address = app.metrics_address.clone().expect("a metrics listener");
     assert_ne!(metrics_address, app.address);
     let alice = app.login("alice", "Laptop", None).await;

@@ -63,16 +63,8 @@ backend_test!(a_sign_in_through_the_api_gives_a_token_that_works, |app| {
     assert_eq!(devices.status, 200);
     assert_eq!(devices.body["devices"][0]["id"], first.body["device"]["id"]);
     assert_eq!(devices.body["devices"][0]["isCurrent"], json!(true));
-    let expires: chrono::DateTime<chrono::Utc> = first.body["session"]["expiresAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let started: chrono::DateTime<chrono::Utc> = first.body["session"]["startedAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let expires = timestamp(&first.body["session"]["expiresAt"]);
+    let started = timestamp(&first.body["session"]["startedAt"]);
     assert_eq!((expires - started).num_seconds(), 600);
 
     // The same fingerprint again: the same device, not new; trusted on request.
@@ -107,15 +99,7 @@ backend_test!(a_sign_in_through_the_api_gives_a_token_that_works, |app| {
     assert_eq!(own.len(), 4);
     assert_eq!(own[0]["actorService"], json!("sign-in"));
     // Counted in the metrics by operationId, as every operation.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fetch_text(app.client.get(app.url("/metrics"))).await;
     assert!(
         metrics.contains(
             "flashback_http_requests_total{operation_id=\"createSession\",status_class=\"2xx\"} 2"
@@ -260,8 +244,8 @@ backend_test!(bad_sign_ins_are_400_and_change_nothing, |app| {
 
 backend_test!(support_lists_and_revokes_a_users_sessions, |app| {
     let key = app.service_key("support").await;
-    let laptop = app.login("alice", "Laptop", Some("fp-l")).await;
-    let phone = app.login("alice", "Phone", Some("fp-p")).await;
+    let alice = Scenario::new(&app, "alice").laptop().phone().build().await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
     let bob = app.login("bob", "Laptop", None).await;
 
     let devices = app.get("/platform/users/alice/devices", &key).await;
@@ -471,13 +455,8 @@ backend_test!(
             .await;
         assert_eq!(beat.status, 200);
         let sessions = app.get("/sessions", &alice.token).await;
-        let started: chrono::DateTime<chrono::Utc> = sessions.body["sessions"][0]["startedAt"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let new_expiry: chrono::DateTime<chrono::Utc> =
-            beat.body["newExpiry"].as_str().unwrap().parse().unwrap();
+        let started = timestamp(&sessions.body["sessions"][0]["startedAt"]);
+        let new_expiry = timestamp(&beat.body["newExpiry"]);
         assert_eq!((new_expiry - started).num_seconds(), 7200);
         assert_eq!(
             sessions.body["sessions"][0]["expiresAt"],
@@ -488,16 +467,8 @@ backend_test!(
         let mut body = sign_in_body("bob", "fp-b");
         body["ttlSeconds"] = json!(86_400);
         let signed_in = create_session(&app, &key, body).await;
-        let started: chrono::DateTime<chrono::Utc> = signed_in.body["session"]["startedAt"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let expires: chrono::DateTime<chrono::Utc> = signed_in.body["session"]["expiresAt"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let started = timestamp(&signed_in.body["session"]["startedAt"]);
+        let expires = timestamp(&signed_in.body["session"]["expiresAt"]);
         assert_eq!((expires - started).num_seconds(), 7200);
     }
 );
@@ -543,13 +514,10 @@ backend_test!(platform_operations_can_live_on_their_own_listener, |app| {
     drop(app);
     let app = TestApp::spawn_with(
         backend,
-        Setup {
-            options: ServerOptions {
-                platform_bind_addr: Some("127.0.0.1:0".into()),
-                ..ServerOptions::local()
-            },
-            ..Setup::default()
-        },
+        Setup::with_options(ServerOptions {
+            platform_bind_addr: Some("127.0.0.1:0".into()),
+            ..ServerOptions::local()
+        }),
     )
     .await;
     let key = app.service_key("sign-in").await;
@@ -592,13 +560,10 @@ backend_test!(the_rate_limiter_counts_each_service_key_apart, |app| {
     drop(app);
     let app = TestApp::spawn_with(
         backend,
-        Setup {
-            options: ServerOptions {
-                rate_limit: RateLimitSettings::new(1, 2),
-                ..ServerOptions::local()
-            },
-            ..Setup::default()
-        },
+        Setup::with_options(ServerOptions {
+            rate_limit: RateLimitSettings::new(1, 2),
+            ..ServerOptions::local()
+        }),
     )
     .await;
     let (first, second) = (app.service_key("one").await, app.service_key("two").await);

@@ -121,35 +121,15 @@ async fn docs_are_served() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("swagger-ui"));
-    let config = app
-        .client
-        .get(app.url("/swagger-ui/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let config = fetch_text(
+        app.client
+            .get(app.url("/swagger-ui/swagger-initializer.js")),
+    )
+    .await;
     assert!(config.contains("/api-docs/openapi.json"), "{config}");
-    let json: serde_json::Value = app
-        .client
-        .get(app.url("/api-docs/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json = fetch_json(app.client.get(app.url("/api-docs/openapi.json"))).await;
     assert_eq!(&json, crate::conformance::spec());
-    let yaml = app
-        .client
-        .get(app.url("/api-docs/openapi.yaml"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let yaml = fetch_text(app.client.get(app.url("/api-docs/openapi.yaml"))).await;
     assert_eq!(
         yaml,
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml"))
@@ -158,15 +138,7 @@ async fn docs_are_served() {
 
     // The 3.0 edition: offered in the selector, served as JSON and as YAML.
     assert!(config.contains("/api-docs/openapi-3.0.json"), "{config}");
-    let edition: serde_json::Value = app
-        .client
-        .get(app.url("/api-docs/openapi-3.0.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let edition = fetch_json(app.client.get(app.url("/api-docs/openapi-3.0.json"))).await;
     assert_eq!(edition["openapi"], "3.0.3");
     assert_eq!(&edition, flashback_devices::docs::spec_3_0_json());
     let response = app

@@ -31,17 +31,13 @@ async fn act(app: &TestApp, method: Method, path: &str, token: &str, body: Optio
 }
 
 backend_test!(every_change_records_its_event_with_who_and_where, |app| {
-    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
-    let phone = app
-        .login_with(
-            "alice",
-            "Phone",
-            Some("fp-phone"),
-            Duration::from_secs(3600),
-            true,
-        )
+    let alice = Scenario::new(&app, "alice")
+        .laptop()
+        .trusted_phone()
+        .tablet()
+        .build()
         .await;
-    let tablet = app.login("alice", "Tablet", Some("fp-tablet")).await;
+    let (laptop, phone, tablet) = (alice.laptop(), alice.phone(), alice.tablet());
     let bob = app.login("bob", "Laptop", None).await;
     let t = &laptop.token;
 
@@ -89,7 +85,7 @@ backend_test!(every_change_records_its_event_with_who_and_where, |app| {
     assert_eq!(app.events(t).await.len(), before);
 
     // Each change, made from the laptop's session.
-    let trust = json!({"fingerprint": "fp-laptop"});
+    let trust = json!({"fingerprint": Device::Laptop.fingerprint()});
     assert_eq!(
         act(&app, Method::POST, "/devices/trust", t, Some(trust)).await,
         200
@@ -99,7 +95,9 @@ backend_test!(every_change_records_its_event_with_who_and_where, |app| {
     let untrust = format!("/devices/{}/untrust", phone.device_id);
     assert_eq!(act(&app, Method::POST, &untrust, t, None).await, 200);
     // A new sign-in renames the phone: older events keep the old name.
-    let phone_again = app.login("alice", "Phone 2", Some("fp-phone")).await;
+    let phone_again = app
+        .login("alice", "Phone 2", Some(Device::Phone.fingerprint()))
+        .await;
     let delete = format!("/devices/{}", phone.device_id);
     assert_eq!(act(&app, Method::DELETE, &delete, t, None).await, 200);
     app.login("alice", "Desktop", None).await;
@@ -189,12 +187,15 @@ backend_test!(every_change_records_its_event_with_who_and_where, |app| {
 });
 
 backend_test!(revoking_other_sessions_keeps_the_callers_own, |app| {
-    let laptop = app.login("alice", "Laptop", None).await;
-    let phone = app.login("alice", "Phone", None).await;
-    let second = app.login("alice", "Laptop", None).await;
-    let expired = app
-        .login_with("alice", "Tablet", None, Duration::from_millis(1), false)
+    let alice = Scenario::new(&app, "alice")
+        .laptop()
+        .phone()
+        .laptop()
+        .expired_tablet()
+        .build()
         .await;
+    let (laptop, phone, expired) = (alice.laptop(), alice.phone(), alice.tablet());
+    let second = alice.session(Device::Laptop, 1);
     let bob = app.login("bob", "Laptop", None).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
@@ -205,7 +206,7 @@ backend_test!(revoking_other_sessions_keeps_the_callers_own, |app| {
         json!({"success": true, "message": "Other sessions revoked successfully", "revokedCount": 2})
     );
     assert_eq!(app.get("/sessions", &laptop.token).await.status, 200);
-    for other in [&phone, &second, &expired] {
+    for other in [phone, second, expired] {
         assert_eq!(app.get("/sessions", &other.token).await.status, 401);
     }
     assert_eq!(app.get("/sessions", &bob.token).await.status, 200);
@@ -256,16 +257,12 @@ pub fn revocations_work_sql(backend: Backend) -> &'static str {
 }
 
 backend_test!(a_change_and_its_event_land_together_or_not_at_all, |app| {
-    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
-    let phone = app
-        .login_with(
-            "alice",
-            "Phone",
-            Some("fp-phone"),
-            Duration::from_secs(3600),
-            true,
-        )
+    let alice = Scenario::new(&app, "alice")
+        .laptop()
+        .trusted_phone()
+        .build()
         .await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
     let untrust = format!("/devices/{}/untrust", phone.device_id);
     let before = app.events(&laptop.token).await;
 
@@ -584,14 +581,7 @@ backend_test!(the_server_prunes_in_the_background, |app| {
         }),
         ..ServerOptions::local()
     };
-    let app = TestApp::spawn_with(
-        app.backend,
-        Setup {
-            options,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(app.backend, Setup::with_options(options)).await;
     let alice = app.login("alice", "Laptop", None).await;
     old_events(&app, "alice", 10, chrono::TimeDelta::days(100)).await;
     let mut left = usize::MAX;

@@ -18,18 +18,15 @@ fn ids(body: &serde_json::Value) -> Vec<String> {
 backend_test!(
     list_sessions_shows_only_the_callers_active_sessions,
     |app| {
-        let laptop = app.login("alice", "Laptop", Some("fp-1")).await;
-        let phone = app.login("alice", "Phone", Some("fp-2")).await;
-        let revoked = app.login("alice", "Phone", Some("fp-2")).await;
-        let expired = app
-            .login_with(
-                "alice",
-                "Tablet",
-                Some("fp-3"),
-                Duration::from_millis(1),
-                false,
-            )
+        let alice = Scenario::new(&app, "alice")
+            .laptop()
+            .phone()
+            .phone()
+            .expired_tablet()
+            .build()
             .await;
+        let (laptop, phone, expired) = (alice.laptop(), alice.phone(), alice.tablet());
+        let revoked = alice.session(Device::Phone, 1);
         app.login("bob", "Laptop", None).await;
         assert_eq!(
             app.post(
@@ -60,8 +57,8 @@ backend_test!(
 );
 
 backend_test!(revoke_session_ends_it_at_once, |app| {
-    let laptop = app.login("alice", "Laptop", None).await;
-    let phone = app.login("alice", "Phone", None).await;
+    let alice = Scenario::new(&app, "alice").laptop().phone().build().await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
     let response = app
         .post(
             &format!("/sessions/{}/revoke", phone.session_id),
@@ -101,8 +98,8 @@ backend_test!(revoke_session_of_another_user_is_404, |app| {
 });
 
 backend_test!(revoke_all_ends_every_session_of_the_caller_only, |app| {
-    let laptop = app.login("alice", "Laptop", None).await;
-    let phone = app.login("alice", "Phone", None).await;
+    let alice = Scenario::new(&app, "alice").laptop().phone().build().await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
     let bob = app.login("bob", "Laptop", None).await;
     let response = app.post("/sessions/revoke-all", &laptop.token).await;
     assert_eq!(response.status, 200);
@@ -128,11 +125,7 @@ backend_test!(heartbeat_extends_an_active_session, |app| {
     assert_eq!(response.status, 200);
     assert_eq!(response.body["success"], true);
     assert_eq!(response.body["message"], "Session updated successfully");
-    let new_expiry: chrono::DateTime<chrono::Utc> = response.body["newExpiry"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let new_expiry = timestamp(&response.body["newExpiry"]);
     let hours = (new_expiry - chrono::Utc::now()).num_minutes() as f64 / 60.0;
     assert!((23.9..=24.1).contains(&hours), "extension is {hours} h");
     let listed = app.get("/sessions", &laptop.token).await;
@@ -145,11 +138,13 @@ backend_test!(heartbeat_extends_an_active_session, |app| {
 backend_test!(
     heartbeat_of_revoked_expired_or_foreign_session_is_404,
     |app| {
-        let laptop = app.login("alice", "Laptop", None).await;
-        let revoked = app.login("alice", "Phone", None).await;
-        let expired = app
-            .login_with("alice", "Tablet", None, Duration::from_millis(1), false)
+        let alice = Scenario::new(&app, "alice")
+            .laptop()
+            .phone()
+            .expired_tablet()
+            .build()
             .await;
+        let (laptop, revoked, expired) = (alice.laptop(), alice.phone(), alice.tablet());
         let bob = app.login("bob", "Laptop", None).await;
         app.post(
             &format!("/sessions/{}/revoke", revoked.session_id),
@@ -183,10 +178,15 @@ backend_test!(an_expired_session_token_is_refused, |app| {
 backend_test!(
     listed_sessions_mark_the_callers_own_and_name_their_device,
     |app| {
-        let laptop = app.login("alice", "Laptop", Some("fp-1")).await;
-        let second = app.login("alice", "Laptop", Some("fp-1")).await;
-        let phone = app.login("alice", "Phone", Some("fp-2")).await;
-        for (caller, own) in [(&laptop, &laptop), (&second, &second), (&phone, &phone)] {
+        let alice = Scenario::new(&app, "alice")
+            .laptop()
+            .laptop()
+            .phone()
+            .build()
+            .await;
+        let (laptop, phone) = (alice.laptop(), alice.phone());
+        let second = alice.session(Device::Laptop, 1);
+        for (caller, own) in [(laptop, laptop), (second, second), (phone, phone)] {
             let listed = app.get("/sessions", &caller.token).await;
             let sessions = listed.body["sessions"].as_array().unwrap();
             assert_eq!(sessions.len(), 3);
@@ -201,24 +201,20 @@ backend_test!(
                     .unwrap()["deviceId"]
                     .clone()
             };
-            assert_eq!(device_of(&laptop), laptop.device_id.as_str());
-            assert_eq!(device_of(&second), laptop.device_id.as_str());
-            assert_eq!(device_of(&phone), phone.device_id.as_str());
+            assert_eq!(device_of(laptop), laptop.device_id.as_str());
+            assert_eq!(device_of(second), laptop.device_id.as_str());
+            assert_eq!(device_of(phone), phone.device_id.as_str());
         }
     }
 );
 
 backend_test!(get_current_session_is_this_session_on_this_device, |app| {
-    let laptop = app
-        .login_with(
-            "alice",
-            "Laptop",
-            Some("fp-1"),
-            Duration::from_secs(600),
-            true,
-        )
+    let alice = Scenario::new(&app, "alice")
+        .trusted_laptop()
+        .phone()
+        .build()
         .await;
-    let phone = app.login("alice", "Phone", Some("fp-2")).await;
+    let (laptop, phone) = (alice.laptop(), alice.phone());
     let response = app.get("/sessions/current", &phone.token).await;
     assert_eq!(response.status, 200);
     assert_eq!(response.body["success"], true);

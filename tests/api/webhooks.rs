@@ -202,14 +202,7 @@ fn options(settings: WebhookSettings) -> ServerOptions {
 }
 
 async fn spawn_with_webhooks(backend: Backend, settings: WebhookSettings) -> TestApp {
-    TestApp::spawn_with(
-        backend,
-        Setup {
-            options: options(settings),
-            ..Setup::default()
-        },
-    )
-    .await
+    TestApp::spawn_with(backend, Setup::with_options(options(settings))).await
 }
 
 /// Polls `done` until it holds; fails the test after a minute (a bound for
@@ -276,16 +269,12 @@ webhook_test!(
     |backend| {
         let receiver = Receiver::start().await;
         let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
-        let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
-        let phone = app
-            .login_with(
-                "alice",
-                "Phone",
-                Some("fp-phone"),
-                Duration::from_secs(3600),
-                true,
-            )
+        let alice = Scenario::new(&app, "alice")
+            .laptop()
+            .trusted_phone()
+            .build()
             .await;
+        let (laptop, phone) = (alice.laptop(), alice.phone());
         let untrust = app
             .post(
                 &format!("/devices/{}/untrust", phone.device_id),
@@ -591,16 +580,12 @@ webhook_test!(
     |backend| {
         let receiver = Receiver::start().await;
         let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
-        let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
-        let phone = app
-            .login_with(
-                "alice",
-                "Phone",
-                Some("fp-phone"),
-                Duration::from_secs(3600),
-                true,
-            )
+        let alice = Scenario::new(&app, "alice")
+            .laptop()
+            .trusted_phone()
+            .build()
             .await;
+        let (laptop, phone) = (alice.laptop(), alice.phone());
         let untrust = format!("/devices/{}/untrust", phone.device_id);
         let before = ids(&events_in_order(&app, &laptop.token).await);
         receiver.wait_for(&before).await;
@@ -874,15 +859,7 @@ webhook_test!(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let scrape_later = || async {
-            let body = app
-                .client
-                .get(format!("{later}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let body = fetch_text(app.client.get(format!("{later}/metrics"))).await;
             crate::metrics::Scrape::parse(&body)
         };
         while disagreement(&scrape_later().await) != Some(0.0) {

@@ -655,3 +655,51 @@ backend_test!(
         );
     }
 );
+
+backend_test!(
+    a_revoked_tokens_untrust_and_heartbeat_change_nothing,
+    |app| {
+        // On PostgreSQL each is one statement whose session check must guard
+        // every change in it, not only the answer.
+        let stolen = app.login("alice", "Old phone", None).await;
+        let live = app.login("alice", "Laptop", None).await;
+        let revoked = app
+            .post(
+                &format!("/sessions/{}/revoke", stolen.session_id),
+                &live.token,
+            )
+            .await;
+        assert_eq!(revoked.status, 200);
+        let before = app.get("/sessions", &live.token).await;
+        let untrust = app
+            .post(
+                &format!("/devices/{}/untrust", live.device_id),
+                &stolen.token,
+            )
+            .await;
+        assert_eq!(untrust.status, 401);
+        let beat = app
+            .post(
+                &format!("/sessions/{}/heartbeat", live.session_id),
+                &stolen.token,
+            )
+            .await;
+        assert_eq!(beat.status, 401);
+        let after = app.get("/sessions", &live.token).await;
+        assert_eq!(after.status, 200, "the laptop's session is still active");
+        assert_eq!(
+            before.body["sessions"], after.body["sessions"],
+            "no activity was recorded"
+        );
+        let events = app.get("/security-events", &live.token).await;
+        assert!(
+            events.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|event| event["type"] != "DEVICE_UNTRUSTED"),
+            "{}",
+            events.body
+        );
+    }
+);

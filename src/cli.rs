@@ -29,6 +29,10 @@ const COMMAND_POOL: PoolSettings = PoolSettings {
     acquire_timeout: Duration::from_secs(5),
 };
 
+/// The target of the start-up log lines: the binary's, which log filters
+/// (`RUST_LOG=flashback_devices=...`) and log readers name.
+const LOG_TARGET: &str = "flashback_devices";
+
 /// Runs `command`; an error is the message for the operator.
 pub fn run(command: Command, common: &CommonArgs) -> Result<(), String> {
     match command {
@@ -259,9 +263,9 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
     let url = parse_url(common)?;
     let options = ServerOptions::from_args(&args)?;
     let (tokens, source) = token_keys(&url)?;
-    log::info!("database: {url}");
+    log::info!(target: LOG_TARGET, "database: {url}");
     let write_mode = args.write_mode(&url);
-    log::info!("writes: {write_mode:?}");
+    log::info!(target: LOG_TARGET, "writes: {write_mode:?}");
     let db = Db::open_with(url, args.pool(), write_mode).map_err(|e| e.to_string())?;
     let cursor_key =
         CursorKey::load(&db).map_err(|e| format!("cannot read the cursor key: {e}"))?;
@@ -278,6 +282,7 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
         SecretSource::Environment => None,
         SecretSource::DevelopmentFile(file) => {
             log::warn!(
+                target: LOG_TARGET,
                 "development mode: JWT_SECRET is not set, so tokens are signed with a generated secret kept in {}; \
                  set JWT_SECRET in production",
                 file.display()
@@ -298,14 +303,14 @@ fn serve(args: ServeArgs, common: &CommonArgs) -> Result<(), String> {
             .rsplit_once(':')
             .map_or("127.0.0.1", |(h, _)| h);
         let base = format!("http://{host}:{}", app.port());
-        log::info!("listening on {base}; Swagger UI at {base}/swagger-ui/");
+        log::info!(target: LOG_TARGET, "listening on {base}; Swagger UI at {base}/swagger-ui/");
         if let (Some(port), Some(address)) = (app.metrics_port(), &options.metrics_bind_addr) {
             let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
-            log::info!("metrics at http://{host}:{port}/metrics");
+            log::info!(target: LOG_TARGET, "metrics at http://{host}:{port}/metrics");
         }
         if let (Some(port), Some(address)) = (app.platform_port(), &options.platform_bind_addr) {
             let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
-            log::info!("platform operations at http://{host}:{port}/platform/");
+            log::info!(target: LOG_TARGET, "platform operations at http://{host}:{port}/platform/");
         }
         if let Some(demo) = demo {
             // Printed, not logged: it is the one token development mode hands out on purpose.

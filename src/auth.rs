@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{dev::Payload, http::header, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use diesel::result::Error as DieselError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -24,8 +24,7 @@ use crate::{
     rate_limit::{Charge, Charged, RetryAfter},
 };
 
-/// Shortest HS256 secret accepted: 256 bits, the size of the HMAC output.
-pub const MIN_SECRET_LEN: usize = 32;
+pub use crate::config::MIN_SECRET_LEN;
 /// Tokens longer than this are refused unparsed.
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// Clock skew tolerated on `exp`/`nbf`, in seconds (the crate's default is 60).
@@ -650,8 +649,8 @@ pub(crate) fn bearer_token(request: &HttpRequest) -> Result<&str, Refused> {
 /// Claims the rate limiter already verified for this request.
 struct VerifiedClaims(Claims);
 
-/// Verifies the request's token with the [`TokenKeys`] registered as app
-/// data (`web::Data<TokenKeys>`); the session is checked later, in the
+/// Verifies the request's token with the [`TokenKeys`] of the app's state
+/// (`AppState::tokens`); the session is checked later, in the
 /// operation's own database call.
 impl FromRequest for Bearer {
     type Error = Refused;
@@ -667,9 +666,9 @@ impl FromRequest for Bearer {
             return ready(Ok(Bearer { claims, charge }));
         }
         ready(bearer_token(request).and_then(|token| {
-            let keys = request
-                .app_data::<web::Data<TokenKeys>>()
-                .expect("startup registers web::Data<TokenKeys>");
+            let keys = &crate::state::AppState::of(request)
+                .expect("startup registers web::Data<AppState>")
+                .tokens;
             let claims = keys
                 .verify(token)
                 .map_err(|e| Refused::rejected(format!("token refused: {e}")))?;

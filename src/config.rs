@@ -1,6 +1,11 @@
 //! Configuration: the command line and its environment variables (clap), and
 //! the JWT secret, which comes from `JWT_SECRET` or, in development mode on
 //! SQLite, from a generated file beside the database.
+//!
+//! Plain data only: each part of the server builds its own settings from
+//! these arguments (`ServerOptions::from_args`, `WebhookSettings::from_args`,
+//! `Policy::from_args`), so the server depends on configuration and never the
+//! other way round, and a new setting is checked where it is used.
 
 use std::{
     fs,
@@ -13,16 +18,17 @@ use std::{
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    auth::MIN_SECRET_LEN,
-    client_addr::TrustedProxies,
     db::{DatabaseUrl, PoolSettings, WriteMode},
-    middleware::RateLimitSettings,
-    retention::RetentionSettings,
-    startup::ServerOptions,
-    state::Policy,
     telemetry::logging::LogFormat,
-    webhooks::{self, WebhookSecret, WebhookSettings},
 };
+
+/// Shortest HS256 secret accepted: 256 bits, the size of the HMAC output.
+/// Defined here, where `JWT_SECRET` is read, and used by `auth` too.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The prefix length IPv6 clients are counted by unless configured
+/// (`RATE_LIMIT_IPV6_PREFIX`); the rate limiter's default too.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,19 +97,6 @@ pub struct CommonArgs {
         global = true
     )]
     pub log_format: LogFormat,
-}
-
-impl CommonArgs {
-    pub fn policy(&self) -> Policy {
-        Policy {
-            trust_period: Duration::from_secs(u64::from(self.trust_period_days) * 24 * 3600),
-            session_extension: Duration::from_secs(self.session_extension_seconds),
-            session_max_lifetime: (self.session_max_lifetime_seconds > 0)
-                .then(|| Duration::from_secs(self.session_max_lifetime_seconds)),
-            max_sessions_per_user: (self.max_sessions_per_user > 0)
-                .then_some(self.max_sessions_per_user),
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,7 +181,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40)]
     pub rate_limit_burst: u32,
     /// IPv6 clients without a token are counted by this prefix of their address (0-128).
-    #[arg(long, env = "RATE_LIMIT_IPV6_PREFIX", default_value_t = crate::rate_limit::DEFAULT_IPV6_PREFIX,
+    #[arg(long, env = "RATE_LIMIT_IPV6_PREFIX", default_value_t = DEFAULT_IPV6_PREFIX,
           value_parser = clap::value_parser!(u8).range(0..=128))]
     pub rate_limit_ipv6_prefix: u8,
     /// Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS off.
@@ -263,79 +256,12 @@ pub enum GroupCommit {
 }
 
 impl ServeArgs {
-    /// The server's options; an error names the option that is wrong.
-    pub fn server_options(&self) -> Result<ServerOptions, String> {
-        Ok(ServerOptions {
-            bind_addr: self.bind_addr.clone(),
-            workers: self.workers,
-            rate_limit: RateLimitSettings::new(self.rate_limit_rps, self.rate_limit_burst)
-                .map(|settings| settings.with_ipv6_prefix(self.rate_limit_ipv6_prefix)),
-            blocking_threads: Some(self.blocking_threads),
-            cors_allowed_origins: self
-                .cors_allowed_origins
-                .iter()
-                .map(|o| o.trim().to_owned())
-                .filter(|o| !o.is_empty())
-                .collect(),
-            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)?,
-            event_retention: RetentionSettings::days(self.security_event_retention_days),
-            metrics_bind_addr: self
-                .metrics_bind_addr
-                .as_ref()
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty()),
-            metrics_public: self.metrics_public,
-            platform_bind_addr: self
-                .platform_bind_addr
-                .as_ref()
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty()),
-            webhooks: self.webhooks()?,
-            body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
-        })
-    }
-
     pub fn write_mode(&self, url: &DatabaseUrl) -> WriteMode {
         match self.group_commit {
             GroupCommit::On => WriteMode::Grouped,
             GroupCommit::Off => WriteMode::Alone,
             GroupCommit::Auto => WriteMode::for_url(url),
         }
-    }
-
-    /// The webhook settings; `None` without WEBHOOK_URLS. A secret that is
-    /// set is checked even then, so a typo is found before it matters.
-    pub fn webhooks(&self) -> Result<Option<WebhookSettings>, String> {
-        let urls = webhooks::parse_urls(&self.webhook_urls)?;
-        let secret = match self.webhook_secret.trim() {
-            "" => None,
-            text => Some(WebhookSecret::parse(text).map_err(|e| e.to_string())?),
-        };
-        if urls.is_empty() {
-            return Ok(None);
-        }
-        let secret = secret.ok_or(
-            "WEBHOOK_SECRET is required with WEBHOOK_URLS (generate one with `flashback-devices webhook secret`)",
-        )?;
-        // Bounded so that no sum of times in the dispatcher can leave the
-        // range of a date (a year is far beyond any sensible value).
-        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
-        let millis = |name: &str, value: u64| {
-            (1..=YEAR_MS)
-                .contains(&value)
-                .then(|| Duration::from_millis(value))
-                .ok_or(format!("{name} must be more than 0 and at most a year"))
-        };
-        let mut settings = WebhookSettings::new(urls, secret);
-        settings.timeout = millis("WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms)?;
-        settings.retry_base = millis("WEBHOOK_RETRY_BASE_MS", self.webhook_retry_base_ms)?;
-        settings.retry_max = millis("WEBHOOK_RETRY_MAX_MS", self.webhook_retry_max_ms)?;
-        if self.webhook_give_up_after_secs > YEAR_MS / 1000 {
-            return Err("WEBHOOK_GIVE_UP_AFTER_SECS must be at most a year".into());
-        }
-        settings.give_up_after = Duration::from_secs(self.webhook_give_up_after_secs);
-        settings.poll_interval = millis("WEBHOOK_POLL_MS", self.webhook_poll_ms)?;
-        Ok(Some(settings))
     }
 
     pub fn pool(&self) -> PoolSettings {

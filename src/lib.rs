@@ -5,10 +5,13 @@
 //! `api::sessions`, `api::security`, `api::health`) → data access
 //! (`db::devices`, `db::sessions`, `db::events`) → database (`db`).
 //! Authentication lives in `auth`, the client's address in `client_addr`;
-//! security events are pushed to other services by `webhooks`.
+//! security events are pushed to other services by `webhooks`. The command
+//! line is parsed in `config` (plain data, which the server's modules build
+//! their settings from) and run by `cli`.
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod client_addr;
 pub mod config;
 pub mod cursor;

@@ -17,9 +17,9 @@ use actix_web::{
 
 use crate::{
     api::types::ErrorResponse,
-    auth::TokenKeys,
     client_addr,
     rate_limit::{Charge, Charged, ClientKey, RetryAfter},
+    state::AppState,
     telemetry::{self, Refusal},
 };
 
@@ -61,9 +61,8 @@ pub async fn rate_limit(
         };
     }
     let address = limiter.address_key(client_addr::of(request.request()));
-    let signed = request
-        .app_data::<web::Data<TokenKeys>>()
-        .is_some_and(|keys| keys.verify_request(request.request()));
+    let signed = AppState::of(request.request())
+        .is_some_and(|state| state.tokens.verify_request(request.request()));
     if !(signed && request.match_pattern().is_some()) {
         return match limiter.check(&address) {
             Ok(()) => next

@@ -16,6 +16,8 @@ use std::{
 
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+pub use crate::config::DEFAULT_IPV6_PREFIX;
+
 /// Requests per second and burst allowed to one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSettings {
@@ -26,9 +28,6 @@ pub struct RateLimitSettings {
     /// many allowances as addresses.
     pub ipv6_prefix: u8,
 }
-
-/// The prefix length IPv6 clients are counted by unless configured.
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 impl RateLimitSettings {
     /// `None` when `per_second` is 0: rate limiting off (benchmarks).

@@ -1,7 +1,7 @@
 //! Builds the application on a listener whose port callers can read back
 //! (port 0 in tests), in the manner of zero2prod's `startup.rs`.
 
-use std::net::TcpListener;
+use std::{net::TcpListener, time::Duration};
 
 use actix_web::{
     dev::{Server, ServerHandle},
@@ -12,6 +12,7 @@ use actix_web::{
 use crate::{
     api::{self, error, extract::BodyDeadline, types::OPERATIONS},
     client_addr::TrustedProxies,
+    config::ServeArgs,
     db::Db,
     docs,
     middleware::{self, ClientRateLimiter, RateLimitSettings},
@@ -63,10 +64,43 @@ pub struct ServerOptions {
     /// Where security events are pushed; `None`: webhooks off.
     pub webhooks: Option<WebhookSettings>,
     /// How long a request body may take to arrive (408 after that).
-    pub body_timeout: std::time::Duration,
+    pub body_timeout: Duration,
 }
 
 impl ServerOptions {
+    /// The options of the command line's; an error names the option that is
+    /// wrong.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
+        Ok(Self {
+            bind_addr: args.bind_addr.clone(),
+            workers: args.workers,
+            rate_limit: RateLimitSettings::new(args.rate_limit_rps, args.rate_limit_burst)
+                .map(|settings| settings.with_ipv6_prefix(args.rate_limit_ipv6_prefix)),
+            blocking_threads: Some(args.blocking_threads),
+            cors_allowed_origins: args
+                .cors_allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            trusted_proxies: TrustedProxies::parse(&args.trusted_proxies)?,
+            event_retention: RetentionSettings::days(args.security_event_retention_days),
+            metrics_bind_addr: args
+                .metrics_bind_addr
+                .as_ref()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
+            metrics_public: args.metrics_public,
+            platform_bind_addr: args
+                .platform_bind_addr
+                .as_ref()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
+            webhooks: WebhookSettings::from_args(args)?,
+            body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+        })
+    }
+
     /// Loopback, any free port, one worker, no rate limit, no proxy, no
     /// retention task: for tests.
     pub fn local() -> Self {
@@ -89,20 +123,120 @@ impl ServerOptions {
 }
 
 impl Application {
-    /// Binds the listeners (the API's, and the metrics' when configured) and
-    /// builds the server's metrics registry, the database's series included.
-    ///
-    /// Before any request is served, makes the configured webhook URLs the
-    /// endpoints events are fanned out to (none when webhooks are off), so
-    /// that no event is recorded without its deliveries. Blocking: one short
-    /// write.
+    /// [`Application::prepare`], then [`Prepared::bind`].
     pub fn build(state: AppState, options: &ServerOptions) -> std::io::Result<Self> {
+        Self::prepare(state, options)
+            .map_err(std::io::Error::other)?
+            .bind()
+    }
+
+    /// Makes the configured webhook URLs the endpoints events are fanned out
+    /// to (none when webhooks are off), before anything records an event, so
+    /// that no event is recorded without its deliveries. Blocking: one short
+    /// write. A step of its own so that `serve` can seed its demo data
+    /// between it and [`Prepared::bind`].
+    pub fn prepare(state: AppState, options: &ServerOptions) -> Result<Prepared<'_>, String> {
         let urls = options
             .webhooks
             .as_ref()
             .map(|w| w.urls.clone())
             .unwrap_or_default();
-        webhooks::set_endpoints(&state.db, &urls).map_err(std::io::Error::other)?;
+        webhooks::set_endpoints(&state.db, &urls)?;
+        Ok(Prepared { state, options })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The port of the metrics listener, when `metrics_bind_addr` was given.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// The port of the platform listener, when `platform_bind_addr` was given.
+    pub fn platform_port(&self) -> Option<u16> {
+        self.platform.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
+    /// retention task and the webhook dispatcher run meanwhile and are
+    /// dropped when the server stops (a batch already handed to the database
+    /// finishes or rolls back whole; a webhook attempt in flight is cut off
+    /// and sent again after a restart, once its lease expires); the metrics
+    /// listener stops after the API server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        use futures_util::future::{join, select, Either};
+        let Self {
+            server,
+            metrics,
+            platform,
+            retention,
+            webhooks,
+            ..
+        } = self;
+        // The platform listener serves alongside the API's and stops with it
+        // (both answer SIGINT/SIGTERM).
+        let server = async move {
+            match platform {
+                None => server.await,
+                Some((_, platform)) => {
+                    let (api, platform) = join(server, platform).await;
+                    api.and(platform)
+                }
+            }
+        };
+        let metrics_handle: Option<ServerHandle> =
+            metrics.as_ref().map(|(_, server)| server.handle());
+        let api = async move {
+            let pruning = async move {
+                if let Some((db, settings)) = retention {
+                    retention::run(db, settings).await;
+                }
+            };
+            let dispatching = async move {
+                if let Some((db, settings, metrics)) = webhooks {
+                    webhooks::dispatch::run(db, settings, metrics).await;
+                }
+            };
+            let background = std::pin::pin!(join(pruning, dispatching));
+            let server = std::pin::pin!(server);
+            let outcome = match select(server, background).await {
+                Either::Left((outcome, _)) => outcome,
+                Either::Right((_, server)) => server.await,
+            };
+            if let Some(handle) = metrics_handle {
+                handle.stop(true).await;
+            }
+            outcome
+        };
+        match metrics {
+            None => api.await,
+            Some((_, metrics_server)) => {
+                let (api, metrics) = join(api, metrics_server).await;
+                api.and(metrics)
+            }
+        }
+    }
+}
+
+/// An application whose webhook endpoints are set, not listening yet (see
+/// [`Application::prepare`]).
+pub struct Prepared<'a> {
+    state: AppState,
+    options: &'a ServerOptions,
+}
+
+impl Prepared<'_> {
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Binds the listeners (the API's, and the metrics' when configured) and
+    /// builds the server's metrics registry, the database's series included.
+    /// Nothing is served before [`Application::run_until_stopped`].
+    pub fn bind(self) -> std::io::Result<Application> {
+        let Self { state, options } = self;
         let metrics = Metrics::new(
             OPERATIONS
                 .iter()
@@ -180,7 +314,7 @@ impl Application {
             Some((port, listener)) => Some((port, run_metrics(listener, metrics)?)),
             None => None,
         };
-        Ok(Self {
+        Ok(Application {
             port,
             server,
             metrics,
@@ -188,80 +322,6 @@ impl Application {
             retention,
             webhooks,
         })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The port of the metrics listener, when `metrics_bind_addr` was given.
-    pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics.as_ref().map(|(port, _)| *port)
-    }
-
-    /// The port of the platform listener, when `platform_bind_addr` was given.
-    pub fn platform_port(&self) -> Option<u16> {
-        self.platform.as_ref().map(|(port, _)| *port)
-    }
-
-    /// Serves until SIGINT/SIGTERM; in-flight requests finish first. The
-    /// retention task and the webhook dispatcher run meanwhile and are
-    /// dropped when the server stops (a batch already handed to the database
-    /// finishes or rolls back whole; a webhook attempt in flight is cut off
-    /// and sent again after a restart, once its lease expires); the metrics
-    /// listener stops after the API server.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        use futures_util::future::{join, select, Either};
-        let Self {
-            server,
-            metrics,
-            platform,
-            retention,
-            webhooks,
-            ..
-        } = self;
-        // The platform listener serves alongside the API's and stops with it
-        // (both answer SIGINT/SIGTERM).
-        let server = async move {
-            match platform {
-                None => server.await,
-                Some((_, platform)) => {
-                    let (api, platform) = join(server, platform).await;
-                    api.and(platform)
-                }
-            }
-        };
-        let metrics_handle: Option<ServerHandle> =
-            metrics.as_ref().map(|(_, server)| server.handle());
-        let api = async move {
-            let pruning = async move {
-                if let Some((db, settings)) = retention {
-                    retention::run(db, settings).await;
-                }
-            };
-            let dispatching = async move {
-                if let Some((db, settings, metrics)) = webhooks {
-                    webhooks::dispatch::run(db, settings, metrics).await;
-                }
-            };
-            let background = std::pin::pin!(join(pruning, dispatching));
-            let server = std::pin::pin!(server);
-            let outcome = match select(server, background).await {
-                Either::Left((outcome, _)) => outcome,
-                Either::Right((_, server)) => server.await,
-            };
-            if let Some(handle) = metrics_handle {
-                handle.stop(true).await;
-            }
-            outcome
-        };
-        match metrics {
-            None => api.await,
-            Some((_, metrics_server)) => {
-                let (api, metrics) = join(api, metrics_server).await;
-                api.and(metrics)
-            }
-        }
     }
 }
 
@@ -342,8 +402,6 @@ pub fn run_scoped(
         .rate_limit
         .map(|settings| web::Data::new(ClientRateLimiter::new(settings)));
     let origins = options.cors_allowed_origins.clone();
-    // The token extractor and the rate limiter need only the keys, not the whole state.
-    let token_keys = web::Data::new(state.tokens.clone());
     let trusted_proxies = web::Data::new(options.trusted_proxies.clone());
     let body_deadline = BodyDeadline(options.body_timeout);
     let connections = metrics.clone();
@@ -352,7 +410,6 @@ pub fn run_scoped(
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(state.clone())
-            .app_data(token_keys.clone())
             .app_data(trusted_proxies.clone())
             .app_data(metrics.clone())
             .app_data(metrics_listener.clone())

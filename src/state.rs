@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{auth::TokenKeys, cursor::CursorKey, db::Db};
+use actix_web::{web, HttpRequest};
+
+use crate::{auth::TokenKeys, config::CommonArgs, cursor::CursorKey, db::Db};
 
 /// Durations that shape the operations, configurable at start-up.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +32,9 @@ impl Default for Policy {
     }
 }
 
+/// Registered once per listener as `web::Data<AppState>`: everything a
+/// request needs, the token keys included, is read from here (see
+/// [`AppState::of`]).
 pub struct AppState {
     pub db: Db,
     pub tokens: TokenKeys,
@@ -38,7 +43,29 @@ pub struct AppState {
     pub cursor_key: CursorKey,
 }
 
+impl AppState {
+    /// The state of the application serving `request` (`None` on the
+    /// metrics listener, which has none).
+    pub fn of(request: &HttpRequest) -> Option<&Self> {
+        request
+            .app_data::<web::Data<Self>>()
+            .map(|state| state.get_ref())
+    }
+}
+
 impl Policy {
+    /// The policy of the command line's options (`TRUST_PERIOD_DAYS`, ...).
+    pub fn from_args(args: &CommonArgs) -> Self {
+        Self {
+            trust_period: Duration::from_secs(u64::from(args.trust_period_days) * 24 * 3600),
+            session_extension: Duration::from_secs(args.session_extension_seconds),
+            session_max_lifetime: (args.session_max_lifetime_seconds > 0)
+                .then(|| Duration::from_secs(args.session_max_lifetime_seconds)),
+            max_sessions_per_user: (args.max_sessions_per_user > 0)
+                .then_some(args.max_sessions_per_user),
+        }
+    }
+
     /// The expiry of a session that started at `started_at`, asked to last
     /// until `wanted`: never beyond its absolute lifetime.
     pub fn cap_expiry(

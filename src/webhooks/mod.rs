@@ -15,6 +15,7 @@ pub mod sign;
 use std::time::Duration;
 
 pub use self::sign::{SecretError, WebhookSecret};
+use crate::config::ServeArgs;
 
 /// How deliveries are made. [`WebhookSettings::new`] has the production
 /// values; tests shorten the times.
@@ -56,6 +57,42 @@ impl WebhookSettings {
             poll_interval: Duration::from_millis(500),
             batch: 100,
         }
+    }
+
+    /// The settings of the command line's options; `None` without
+    /// WEBHOOK_URLS. A secret that is set is checked even then, so a typo is
+    /// found before it matters.
+    pub fn from_args(args: &ServeArgs) -> Result<Option<Self>, String> {
+        let urls = parse_urls(&args.webhook_urls)?;
+        let secret = match args.webhook_secret.trim() {
+            "" => None,
+            text => Some(WebhookSecret::parse(text).map_err(|e| e.to_string())?),
+        };
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let secret = secret.ok_or(
+            "WEBHOOK_SECRET is required with WEBHOOK_URLS (generate one with `flashback-devices webhook secret`)",
+        )?;
+        // Bounded so that no sum of times in the dispatcher can leave the
+        // range of a date (a year is far beyond any sensible value).
+        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+        let millis = |name: &str, value: u64| {
+            (1..=YEAR_MS)
+                .contains(&value)
+                .then(|| Duration::from_millis(value))
+                .ok_or(format!("{name} must be more than 0 and at most a year"))
+        };
+        let mut settings = Self::new(urls, secret);
+        settings.timeout = millis("WEBHOOK_TIMEOUT_MS", args.webhook_timeout_ms)?;
+        settings.retry_base = millis("WEBHOOK_RETRY_BASE_MS", args.webhook_retry_base_ms)?;
+        settings.retry_max = millis("WEBHOOK_RETRY_MAX_MS", args.webhook_retry_max_ms)?;
+        if args.webhook_give_up_after_secs > YEAR_MS / 1000 {
+            return Err("WEBHOOK_GIVE_UP_AFTER_SECS must be at most a year".into());
+        }
+        settings.give_up_after = Duration::from_secs(args.webhook_give_up_after_secs);
+        settings.poll_interval = millis("WEBHOOK_POLL_MS", args.webhook_poll_ms)?;
+        Ok(Some(settings))
     }
 
     /// How long a claim holds its deliveries: every attempt it may make

@@ -62,7 +62,7 @@ pub async fn rate_limit(
     }
     let address = limiter.address_key(client_addr::of(request.request()));
     let signed = AppState::of(request.request())
-        .is_some_and(|state| state.tokens.verify_request(request.request()));
+        .is_some_and(|state| crate::auth::verify_request(&state.tokens, request.request()));
     if !(signed && request.match_pattern().is_some()) {
         return match limiter.check(&address) {
             Ok(()) => next

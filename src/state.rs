@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest};
 
-use crate::{auth::TokenKeys, config::CommonArgs, cursor::CursorKey, db::Db};
+use crate::{config::CommonArgs, cursor::CursorKey, db::Db, tokens::TokenKeys};
 
 /// Durations that shape the operations, configurable at start-up.
 #[derive(Debug, Clone, Copy)]

@@ -8,6 +8,10 @@ Subcommands (bench/run calls them; they are not meant to be stable):
   verify-untrust checks the untrust pool after the untrust scenario
   growth-seed    data set of one growth size (10 or 10,000 devices)
   growth-drive   sequential latency of GET /devices and untrust
+  volume-seed    data set of one volume size (issue 20's growth row)
+  volume-drive   sequential latency of the reads at both volume sizes
+  expired-seed   expired security events for the retention row
+  expired-count  expired and all events, after the prune
   report         the table of one database / the growth table
 """
 
@@ -165,10 +169,20 @@ def psql(url, *args, stdin=None):
     return result.stdout
 
 
+def sqlite_bulk_connection(db):
+    """A connection for loading rows: a page cache large enough to hold the
+    indexes being filled (random UUID keys touch every page), and no fsync,
+    as nothing is served from the file until the load is over."""
+    conn = sqlite3.connect(db, timeout=30)
+    conn.execute("PRAGMA cache_size = -262144")
+    conn.execute("PRAGMA synchronous = OFF")
+    return conn
+
+
 def load(backend, db, rows, workdir):
     """Inserts the rows with SQL, the fastest way each backend offers."""
     if backend == "sqlite":
-        conn = sqlite3.connect(db, timeout=30)
+        conn = sqlite_bulk_connection(db)
         with conn:
             conn.executemany(
                 f"INSERT INTO devices ({', '.join(DEVICE_COLUMNS)}) VALUES ({', '.join('?' * len(DEVICE_COLUMNS))})",
@@ -494,6 +508,197 @@ def cmd_growth_drive(a):
 
 
 # ---------------------------------------------------------------------------
+# volume: the growth row of issue 20 (1,000,000 security events and 100,000
+# users vs one user), and the expired events of the retention row
+# ---------------------------------------------------------------------------
+
+EVENT_COLUMNS = [
+    "id", "user_id", "event_type", "occurred_at", "device_id", "device_name", "session_id",
+    "revoked_session_count", "actor_session_id", "ip_address", "user_agent", "actor_service",
+]
+EVENT_TYPES = ["SESSION_STARTED", "DEVICE_TRUSTED", "DEVICE_UNTRUSTED", "SESSION_REVOKED", "DEVICE_RENAMED"]
+VOLUME_USER = "volume-user-000000"
+VOLUME_DEVICES = 10          # the measured user's devices (2 sessions each)
+VOLUME_OTHER_DEVICES = 3     # every other user's devices (1 session each)
+
+
+def event_rows(rng, users, count, newest, oldest_days):
+    """`count` events of `users` (a list, picked at random, or one user
+    repeated), at random microseconds between `newest` and `oldest_days`
+    before it; as lists in EVENT_COLUMNS order with the stored formats."""
+    span_us = int(oldest_days * 24 * 3600 * 1e6)
+    getrandbits, randrange = rng.getrandbits, rng.randrange
+    n_users = len(users)
+    for i in range(count):
+        user = users[randrange(n_users)] if n_users > 1 else users[0]
+        at = newest - timedelta(microseconds=randrange(span_us))
+        event_type = EVENT_TYPES[i % len(EVENT_TYPES)]
+        yield [str(uuid.UUID(int=getrandbits(128), version=4)), user, event_type, ts(at),
+               None, None, None, 1 if event_type == "DEVICE_UNTRUSTED" else 0,
+               None, "198.51.100.7", "Mozilla/5.0 (bench)", None]
+
+
+def load_events(backend, db, rows):
+    """Streams event rows into security_events: one transaction of
+    executemany on SQLite, `\\copy ... FROM STDIN` (+ ANALYZE) on PostgreSQL."""
+    if backend == "sqlite":
+        conn = sqlite_bulk_connection(db)
+        with conn:
+            conn.executemany(
+                f"INSERT INTO security_events ({', '.join(EVENT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", rows)
+        conn.close()
+        return
+    proc = subprocess.Popen(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", db, "-c",
+         f"\\copy security_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = csv.writer(proc.stdin)
+    for row in rows:
+        writer.writerow(row)
+    proc.stdin.close()
+    err = proc.stderr.read()
+    if proc.wait() != 0:
+        sys.exit(f"bench.py: psql \\copy of security_events failed: {err.strip()}")
+    psql(db, "-c", "ANALYZE security_events;")
+
+
+def cmd_volume_seed(a):
+    """The measured user (VOLUME_DEVICES devices x 2 sessions, --user-events
+    events) and --users - 1 others (VOLUME_OTHER_DEVICES devices x 1 session
+    each) sharing the rest of --events. Events are within the last 80 days,
+    so that the server's retention (90 days by default) keeps them all."""
+    started = time.time()
+    rng = random.Random(11)
+    now = utcnow()
+    expires = now + timedelta(days=1)
+    iat, exp = time.time() - 60, expires.replace(tzinfo=timezone.utc).timestamp()
+    rows = Rows(now, rng)
+    ids = [rows.device(VOLUME_USER, d, trusted=True) for d in range(VOLUME_DEVICES)]
+    sids = [[rows.session(VOLUME_USER, i, expires) for _ in range(2)] for i in ids]
+    others = [f"volume-user-{u:06d}" for u in range(1, a.users)]
+    for user in others:
+        for d in range(VOLUME_OTHER_DEVICES):
+            rows.session(user, rows.device(user, d, trusted=(d == 0)), expires)
+    load(a.backend, a.db, rows, a.out)
+    user_events = min(a.user_events, a.events)
+    # A generator of its own: the measured user's events (ids and ages) are
+    # the same in both data sets, whatever else each holds.
+    load_events(a.backend, a.db, event_rows(random.Random(17), [VOLUME_USER], user_events, now, 80))
+    if others and a.events > user_events:
+        load_events(a.backend, a.db, event_rows(rng, others, a.events - user_events, now, 80))
+    events, users = query_one(a.backend, a.db,
+                              "SELECT (SELECT COUNT(*) FROM security_events), "
+                              "(SELECT COUNT(DISTINCT user_id) FROM devices)")
+    meta = {"user": VOLUME_USER, "token": mint(a.secret, VOLUME_USER, sids[0][0], iat, exp),
+            "user_events": user_events, "events_in_table": int(events), "users": int(users),
+            "devices": len(rows.devices), "sessions": len(rows.sessions),
+            "seed_s": round(time.time() - started, 1)}
+    with open(os.path.join(a.out, "volume.json"), "w") as f:
+        json.dump(meta, f)
+    print(json.dumps({k: v for k, v in meta.items() if k != "token"}))
+
+
+def cmd_expired_seed(a):
+    """--events events older than --older-than-days (up to a year more), spread
+    over the users of `seed` (bench-user-*): the backlog the retention row
+    prunes."""
+    started = time.time()
+    rng = random.Random(13)
+    newest = utcnow() - timedelta(days=a.older_than_days)
+    users = [f"bench-user-{u:05d}" for u in range(a.users)]
+    load_events(a.backend, a.db, event_rows(rng, users, a.events, newest, 365))
+    print(json.dumps({"expired_events": a.events, "seed_s": round(time.time() - started, 1)}))
+
+
+def cmd_expired_count(a):
+    """Events older than --older-than-days, and all events: after the prune."""
+    cutoff = ts(utcnow() - timedelta(days=a.older_than_days))
+    expired, total = query_one(a.backend, a.db,
+                               f"SELECT (SELECT COUNT(*) FROM security_events WHERE occurred_at < '{cutoff}'), "
+                               f"(SELECT COUNT(*) FROM security_events)")
+    print(json.dumps({"expired": int(expired), "events": int(total)}))
+
+
+class VolumeTarget:
+    """One server of the volume pair (one user / the full data set)."""
+
+    KEYS = ("current", "list", "events-first", "events-deep")
+
+    def __init__(self, port, out):
+        with open(os.path.join(out, "volume.json")) as f:
+            self.meta = json.load(f)
+        self.headers = {"Authorization": f"Bearer {self.meta['token']}"}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.lat = {k: [] for k in self.KEYS}
+        self.errors = {k: 0 for k in self.KEYS}
+        self.deep_path = None
+
+    def get(self, path):
+        self.conn.request("GET", path, headers=self.headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def find_deep_page(self, page):
+        """Follows nextCursor (untimed) to page `page` (1 = the first)."""
+        path = "/security-events"
+        for n in range(1, page):
+            status, body = self.get(path)
+            cursor = json.loads(body).get("nextCursor") if status == 200 else None
+            if not cursor:
+                sys.exit(f"bench.py: page {n} of /security-events: status {status}, no nextCursor "
+                         f"(the user has {self.meta['user_events']} events; raise --volume-user-events)")
+            path = f"/security-events?cursor={cursor}"
+        status, body = self.get(path)
+        events = json.loads(body).get("events", []) if status == 200 else []
+        if status != 200 or not events:
+            sys.exit(f"bench.py: page {page} of /security-events: status {status}, {len(events)} events")
+        self.deep_path = path
+        self.deep_first_event = events[0]["id"]
+
+    def block(self, key, n):
+        path = {"current": "/sessions/current", "list": "/devices", "events-first": "/security-events",
+                "events-deep": self.deep_path}[key]
+        for _ in range(n):
+            start = time.perf_counter()
+            status, _ = self.get(path)
+            self.lat[key].append(time.perf_counter() - start)
+            self.errors[key] += status != 200
+
+    def summary(self):
+        out = {"events_in_table": self.meta["events_in_table"], "users": self.meta["users"],
+               "user_events": self.meta["user_events"], "seed_s": self.meta["seed_s"]}
+        for key, lat in self.lat.items():
+            lat.sort()
+            out[key] = {"p50_ms": percentile(lat, 50) * 1e3, "p99_ms": percentile(lat, 99) * 1e3,
+                        "requests": len(lat), "errors": self.errors[key]}
+        self.conn.close()
+        return out
+
+
+def cmd_volume_drive(a):
+    """As growth-drive: both servers at once, blocks of 10 requests of one
+    operation alternating between them in ABBA order."""
+    small, large = VolumeTarget(a.small_port, a.small_out), VolumeTarget(a.large_port, a.large_out)
+    for t in (small, large):
+        t.find_deep_page(a.deep_page)
+    if small.deep_first_event != large.deep_first_event:
+        sys.exit("bench.py: the deep pages of the two servers differ (the measured user's events should be alike)")
+    for t in (small, large):  # warm-up, untimed
+        for key in VolumeTarget.KEYS:
+            t.block(key, 20)
+        t.lat = {k: [] for k in VolumeTarget.KEYS}
+        t.errors = {k: 0 for k in VolumeTarget.KEYS}
+    block = 10
+    for i in range(-(-a.requests // block)):
+        order = (small, large) if i % 2 == 0 else (large, small)
+        for key in VolumeTarget.KEYS:
+            for t in order:
+                t.block(key, block)
+    print(json.dumps({"deep_page": a.deep_page, "small": small.summary(), "large": large.summary()}))
+
+
+# ---------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------
 
@@ -581,6 +786,12 @@ def cmd_report(a):
                      "requests each", "non-2xx"],
                     rows, "<<>>>>>>>"))
         return
+    if a.kind == "volume":
+        report_volume(records)
+        return
+    if a.kind == "retention":
+        report_retention(records)
+        return
     meta = records[0]
     scenario_records = [r for r in records[1:] if r.get("scenario")]
     for r in scenario_records:
@@ -633,6 +844,68 @@ def cmd_report(a):
         print()
         print(f"issue 8 targets ({a.db_kind}):")
         print(table(["figure", "this run", "target", "met"], targets(a.db_kind, by, hwm), "<>><"))
+
+
+VOLUME_SCENARIOS = {
+    "current": "GET /sessions/current",
+    "list": "GET /devices",
+    "events-first": "GET /security-events, first page",
+    "events-deep": "GET /security-events, page %d",
+}
+VOLUME_TARGET = 1.2    # issue 20: large p50 within 1.2x of small p50
+RETENTION_TARGET = 2.0  # issue 20: heartbeat p99 during the prune <= 2x without
+
+
+def met(ok):
+    return "met" if ok else "not met"
+
+
+def report_volume(records):
+    rows = []
+    for r in records:
+        sm_, lg_ = r["small"], r["large"]
+        for key, label in VOLUME_SCENARIOS.items():
+            sm, lg = sm_[key], lg_[key]
+            ratio = lg["p50_ms"] / sm["p50_ms"] if sm["p50_ms"] else float("nan")
+            rows.append([r["db"], label % r["deep_page"] if "%d" in label else label,
+                         f"{sm['p50_ms']:.3f}", f"{lg['p50_ms']:.3f}", f"{ratio:.2f}",
+                         f"<= {VOLUME_TARGET}", met(ratio <= VOLUME_TARGET),
+                         f"{sm['p99_ms']:.3f}", f"{lg['p99_ms']:.3f}", sm["requests"], sm["errors"] + lg["errors"]])
+    print(table(["database", "scenario", "p50 ms small", "p50 ms large", "ratio", "target", "met",
+                 "p99 ms small", "p99 ms large", "requests each", "non-2xx"], rows, "<<>>>><>>>>"))
+    for r in records:
+        sm_, lg_ = r["small"], r["large"]
+        print(f"{r['db']}: small {sm_['users']} user, {sm_['events_in_table']:,} events (seeded in {sm_['seed_s']} s); "
+              f"large {lg_['users']:,} users, {lg_['events_in_table']:,} events (seeded in {lg_['seed_s']} s); "
+              f"the measured user has {sm_['user_events']:,} events in both")
+
+
+def report_retention(records):
+    rows = []
+    for r in records:
+        base, prune = r["baseline"], r["prune"]
+        ratio = prune["p99_us"] / base["p99_us"] if base["p99_us"] else float("nan")
+        failed = sum(x[k] for x in (base, prune)
+                     for k in ("err_status", "err_connect", "err_read", "err_write", "err_timeout"))
+        failed_prune = sum(prune[k] for k in ("err_status", "err_connect", "err_read", "err_write", "err_timeout"))
+        rows.append([r["db"], "heartbeat p99 during prune / without",
+                     f"{ratio:.2f} ({prune['p99_us'] / 1000:.2f} / {base['p99_us'] / 1000:.2f} ms)",
+                     f"<= {RETENTION_TARGET:g}", met(ratio <= RETENTION_TARGET)])
+        rows.append([r["db"], "failed requests during prune (non-2xx + socket errors)",
+                     f"{failed_prune} of {prune['requests']:,}"
+                     + (f" (+{failed - failed_prune} without prune)" if failed != failed_prune else ""),
+                     "0", met(failed == 0)])
+    print(table(["database", "figure", "this run", "target", "met"], rows, "<<><<"))
+    for r in records:
+        base, prune, p = r["baseline"], r["prune"], r["pruned"]
+        rps = lambda x: x["requests"] / (x["duration_us"] / 1e6)
+        print(f"{r['db']}: pruned {p['deleted']:,} expired events in {p['prune_s']:.1f} s "
+              f"(server start to its retention log line; heartbeats measured over the last {prune['duration_us'] / 1e6:.1f} s "
+              f"of it); left: {p['expired_left']} expired, {p['events_left']:,} events; "
+              f"heartbeat req/s {rps(prune):.0f} during, {rps(base):.0f} without; "
+              f"p50 {prune['p50_us'] / 1000:.2f} / {base['p50_us'] / 1000:.2f} ms; "
+              f"max {prune['max_us'] / 1000:.0f} / {base['max_us'] / 1000:.0f} ms; "
+              f"server log: {p['log_problems']} ERROR/WARN lines")
 
 
 def cmd_webhook_lag(a):
@@ -700,6 +973,34 @@ def main():
         d.add_argument(f"--{size}-port", type=int, required=True)
         d.add_argument(f"--{size}-out", required=True)
 
+    vs = sub.add_parser("volume-seed")
+    vs.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    vs.add_argument("--db", required=True)
+    vs.add_argument("--users", type=int, required=True, help="users in all, the measured one included")
+    vs.add_argument("--events", type=int, required=True, help="events in all")
+    vs.add_argument("--user-events", type=int, required=True, help="of them, the measured user's")
+    vs.add_argument("--secret", required=True)
+    vs.add_argument("--out", required=True)
+
+    vd = sub.add_parser("volume-drive")
+    vd.add_argument("--requests", type=int, required=True)
+    vd.add_argument("--deep-page", type=int, required=True)
+    for size in ("small", "large"):
+        vd.add_argument(f"--{size}-port", type=int, required=True)
+        vd.add_argument(f"--{size}-out", required=True)
+
+    es = sub.add_parser("expired-seed")
+    es.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    es.add_argument("--db", required=True)
+    es.add_argument("--users", type=int, required=True, help="the users of `seed` (bench-user-*)")
+    es.add_argument("--events", type=int, required=True)
+    es.add_argument("--older-than-days", type=int, required=True)
+
+    ec = sub.add_parser("expired-count")
+    ec.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    ec.add_argument("--db", required=True)
+    ec.add_argument("--older-than-days", type=int, required=True)
+
     w = sub.add_parser("webhook-lag")
     w.add_argument("--log", required=True)
     w.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
@@ -707,7 +1008,7 @@ def main():
     w.add_argument("--out", required=True)
 
     r = sub.add_parser("report")
-    r.add_argument("--kind", choices=["scenarios", "growth"], required=True)
+    r.add_argument("--kind", choices=["scenarios", "growth", "volume", "retention"], required=True)
     r.add_argument("--results", required=True)
     r.add_argument("--db-kind", choices=["sqlite", "postgres"], help="print issue 8's targets for this database")
     r.add_argument("--alt", default="off", help="the GROUP_COMMIT mode of the -alt scenarios")
@@ -715,7 +1016,9 @@ def main():
 
     a = p.parse_args()
     {"seed": cmd_seed, "verify-untrust": cmd_verify_untrust, "growth-seed": cmd_growth_seed,
-     "growth-drive": cmd_growth_drive, "webhook-lag": cmd_webhook_lag, "report": cmd_report}[a.cmd](a)
+     "growth-drive": cmd_growth_drive, "volume-seed": cmd_volume_seed, "volume-drive": cmd_volume_drive,
+     "expired-seed": cmd_expired_seed, "expired-count": cmd_expired_count,
+     "webhook-lag": cmd_webhook_lag, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

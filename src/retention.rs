@@ -31,7 +31,10 @@ impl RetentionSettings {
     pub fn days(days: u32) -> Option<Self> {
         (days > 0).then(|| Self {
             max_age: Duration::from_secs(u64::from(days) * 24 * 3600),
-            batch: 500,
+            // A batch is one job of the writer's group on SQLite: every write
+            // grouped with it waits for it, so its size sets what a prune
+            // adds to a request's tail (docs/performance.md#retention).
+            batch: 100,
             pause: Duration::from_millis(20),
             interval: Duration::from_secs(3600),
         })

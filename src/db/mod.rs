@@ -509,7 +509,6 @@ impl Db {
         F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        const ATTEMPTS: usize = 3;
         let db = self.clone();
         let queued = Instant::now();
         let deadline = queued + self.acquire_timeout;
@@ -524,23 +523,9 @@ impl Db {
                     None => None,
                 };
                 db.run_until(deadline, |conn| {
-                    let mut attempt = 1;
-                    loop {
-                        let began = Instant::now();
-                        match write_transaction(conn, &work) {
-                            Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
-                                log::info!(
-                                    "retrying a write transaction (attempt {attempt}): {error}"
-                                );
-                                attempt += 1;
-                            }
-                            Ok(value) => {
-                                db.metrics.record_commit(1, began.elapsed());
-                                return Ok(value);
-                            }
-                            outcome => return outcome,
-                        }
-                    }
+                    committed_with_retries(&db.metrics, "transaction", || {
+                        write_transaction(conn, &work)
+                    })
                 })
             })
         })
@@ -565,26 +550,9 @@ impl Db {
         F: Fn(&mut AnyConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        const ATTEMPTS: usize = 3;
         let metrics = self.metrics.clone();
-        self.run(move |conn| {
-            let mut attempt = 1;
-            loop {
-                let began = Instant::now();
-                match work(conn) {
-                    Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
-                        log::info!("retrying a write statement (attempt {attempt}): {error}");
-                        attempt += 1;
-                    }
-                    Ok(value) => {
-                        metrics.record_commit(1, began.elapsed());
-                        return Ok(value);
-                    }
-                    outcome => return outcome,
-                }
-            }
-        })
-        .await
+        self.run(move |conn| committed_with_retries(&metrics, "statement", || work(conn)))
+            .await
     }
 
     /// Runs `work`, which only reads. On SQLite it runs right here, on the
@@ -711,6 +679,33 @@ fn is_busy(error: &DieselError) -> bool {
                 || message.contains("busy")
         }
         _ => false,
+    }
+}
+
+/// Runs `commit` (one write that commits: a transaction, or a statement in
+/// its implicit one) and records its commit; a deadlock victim or a
+/// serialization failure is run again, at most three runs in all: nothing
+/// of an aborted run was applied.
+fn committed_with_retries<T>(
+    metrics: &DbMetrics,
+    what: &str,
+    mut commit: impl FnMut() -> Result<T, DieselError>,
+) -> Result<T, DieselError> {
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        let began = Instant::now();
+        match commit() {
+            Err(error) if attempt < ATTEMPTS && is_transient(&error) => {
+                log::info!("retrying a write {what} (attempt {attempt}): {error}");
+                attempt += 1;
+            }
+            Ok(value) => {
+                metrics.record_commit(1, began.elapsed());
+                return Ok(value);
+            }
+            outcome => return outcome,
+        }
     }
 }
 

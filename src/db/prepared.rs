@@ -157,7 +157,11 @@ mod tests {
     };
 
     use super::*;
-    use crate::db::{now, run_migrations, schema::sessions, AnyConnection};
+    use crate::db::{
+        now, run_migrations,
+        schema::{devices, sessions},
+        AnyConnection,
+    };
 
     /// The statements SQLite prepared to keep (Diesel's `CacheQuery`).
     fn kept_statements(conn: &mut AnyConnection) -> Arc<Mutex<Vec<String>>> {
@@ -197,6 +201,30 @@ mod tests {
             .collect();
         assert_eq!(updates.len(), 1, "{kept:?}");
         assert!(updates[0].contains("`revoked_at`"), "{updates:?}");
+    }
+
+    #[test]
+    fn returning_renders_what_diesel_renders_on_sqlite_and_names_the_column_on_postgresql() {
+        let ours = update(
+            devices::table,
+            devices::id.eq("d"),
+            devices::is_trusted.eq(false),
+        )
+        .returning(devices::device_name);
+        let diesels = diesel::update(devices::table.filter(devices::id.eq("d")))
+            .set(devices::is_trusted.eq(false))
+            .returning(devices::device_name);
+        assert_eq!(
+            debug_query::<Sqlite, _>(&ours).to_string(),
+            debug_query::<Sqlite, _>(&diesels).to_string()
+        );
+        let on_postgresql = debug_query::<Pg, _>(&ours).to_string();
+        assert!(
+            on_postgresql.starts_with(
+                r#"UPDATE "devices" SET "is_trusted" = $1 WHERE ("devices"."id" = $2) RETURNING "device_name""#
+            ),
+            "{on_postgresql}"
+        );
     }
 
     #[test]

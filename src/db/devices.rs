@@ -156,7 +156,9 @@ pub fn untrust(
     device_id: &str,
     now: NaiveDateTime,
 ) -> Result<Option<Changed>, Error> {
-    let updated = prepared::update(
+    // The name is read by the update itself (`RETURNING`): as it is once
+    // the row is locked, in the same statement.
+    let name = prepared::update(
         devices::table,
         devices::id.eq(device_id).and(devices::user_id.eq(user_id)),
         (
@@ -165,11 +167,12 @@ pub fn untrust(
             devices::trust_expires_at.eq(None::<NaiveDateTime>),
         ),
     )
-    .execute(conn)?;
-    if updated == 0 {
+    .returning(devices::device_name)
+    .get_result::<String>(conn)
+    .optional()?;
+    let Some(name) = name else {
         return Ok(None);
-    }
-    let name = device_name(conn, device_id)?;
+    };
     // Expired sessions are left as they are: they authenticate no more, and
     // the count is of the sessions this untrust ended.
     let revoked_sessions = prepared::update(
@@ -183,13 +186,6 @@ pub fn untrust(
         name,
         revoked_sessions,
     }))
-}
-
-fn device_name(conn: &mut AnyConnection, device_id: &str) -> Result<String, Error> {
-    devices::table
-        .filter(devices::id.eq(device_id))
-        .select(devices::device_name)
-        .first(conn)
 }
 
 /// Deletes the caller's device, and its sessions with it (ON DELETE

@@ -102,8 +102,27 @@ impl SecurityEventRow {
 /// `webhook_deliveries`). Call it inside the transaction of the change it
 /// records.
 pub fn record(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(), Error> {
+    // Every column named and bound, `NULL`s too, so that the statement's SQL
+    // follows from its type alone and it is prepared once per connection:
+    // inserting the row struct leaves out (SQLite) or sets `DEFAULT`
+    // (PostgreSQL) each `None` field, so Diesel renders its SQL again on
+    // every run and, on PostgreSQL, prepares it again too. The columns have
+    // no defaults but `revoked_session_count`'s, which is always bound.
     diesel::insert_into(security_events::table)
-        .values(event)
+        .values((
+            security_events::id.eq(&event.id),
+            security_events::user_id.eq(&event.user_id),
+            security_events::event_type.eq(&event.event_type),
+            security_events::occurred_at.eq(event.occurred_at),
+            security_events::device_id.eq(&event.device_id),
+            security_events::device_name.eq(&event.device_name),
+            security_events::session_id.eq(&event.session_id),
+            security_events::revoked_session_count.eq(event.revoked_session_count),
+            security_events::actor_session_id.eq(&event.actor_session_id),
+            security_events::ip_address.eq(&event.ip_address),
+            security_events::user_agent.eq(&event.user_agent),
+            security_events::actor_service.eq(&event.actor_service),
+        ))
         .execute(conn)?;
     super::webhook_deliveries::enqueue(conn, event)
 }
@@ -176,4 +195,57 @@ pub fn prune_before(
         return Ok(0);
     }
     diesel::delete(security_events::table.filter(security_events::id.eq_any(&ids))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::{
+        connection::{Connection, InstrumentationEvent},
+        sqlite::SqliteConnection,
+    };
+
+    use super::*;
+    use crate::db::{now, run_migrations};
+
+    #[test]
+    fn events_with_and_without_their_optional_fields_share_one_prepared_insert() {
+        let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+        run_migrations(&mut conn).unwrap();
+        let prepared = Arc::new(Mutex::new(Vec::new()));
+        let seen = prepared.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+        let actor = Actor {
+            session_id: Some("s1".into()),
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: None,
+            service: None,
+        };
+        let bare = SecurityEventRow::new("alice", "SESSION_REVOKED", &Actor::default(), now());
+        let full = SecurityEventRow::new("alice", "DEVICE_UNTRUSTED", &actor, now())
+            .device("d1", "Laptop")
+            .session("s2")
+            .revoked(2);
+        record(&mut conn, &bare).unwrap();
+        record(&mut conn, &full).unwrap();
+
+        let inserts: Vec<_> = prepared
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|sql| sql.contains("INSERT INTO `security_events`"))
+            .cloned()
+            .collect();
+        assert_eq!(inserts.len(), 1, "{inserts:?}");
+        let mut stored = page(&mut conn, "alice", None, 10).unwrap();
+        let mut recorded = vec![bare, full];
+        stored.sort_by(|a, b| a.id.cmp(&b.id));
+        recorded.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(stored, recorded);
+    }
 }

@@ -111,16 +111,15 @@ pub fn endpoints(conn: &mut AnyConnection) -> Result<Vec<String>, Error> {
 /// that inserts nothing when webhooks are off. Call it inside the
 /// transaction that records the event (`events::record` does).
 pub fn enqueue(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(), Error> {
-    use diesel::{dsl::AsExprOf, sql_types::Text};
+    use diesel::sql_types::Text;
     let now = super::now();
-    let text = |value: &str| -> AsExprOf<String, Text> { value.to_owned().into_sql::<Text>() };
     let inserted = diesel::insert_into(deliveries::table)
         .values(webhook_endpoints::table.select((
-            text(&event.id),
+            event.id.as_str().into_sql::<Text>(),
             webhook_endpoints::url,
-            text(&event.user_id),
+            event.user_id.as_str().into_sql::<Text>(),
             event.occurred_at.into_sql::<Timestamp>(),
-            text(PENDING),
+            PENDING.into_sql::<Text>(),
             now.into_sql::<Timestamp>(),
             now.into_sql::<Timestamp>(),
         )))

@@ -181,12 +181,11 @@ pub async fn revoke_session(
     origin: Origin,
     path: web::Path<IdPath>,
 ) -> responses::RevokeSession {
-    let session_id = path.into_inner().id.into_inner();
-    let revoked = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::sessions::revoke(conn, caller, &origin.actor(caller), &session_id)
-        })
-        .await;
+    let revoke = domain::sessions::Revoke {
+        session_id: path.into_inner().id.into_inner(),
+        origin: origin.client(),
+    };
+    let revoked = bearer.write_one(&state.db, revoke).await;
     respond(revoked)
 }
 

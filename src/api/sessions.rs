@@ -112,11 +112,11 @@ pub async fn revoke_all_sessions(
     state: web::Data<AppState>,
     origin: Origin,
 ) -> responses::RevokeAllSessions {
-    let revoked = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::sessions::revoke_all(conn, caller, &origin.actor(caller))
-        })
-        .await;
+    let revoke = domain::sessions::RevokeAll {
+        keep_own: false,
+        origin: origin.client(),
+    };
+    let revoked = bearer.write_one(&state.db, revoke).await;
     respond(revoked)
 }
 
@@ -143,11 +143,11 @@ pub async fn revoke_other_sessions(
     state: web::Data<AppState>,
     origin: Origin,
 ) -> responses::RevokeOtherSessions {
-    let revoked = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::sessions::revoke_others(conn, caller, &origin.actor(caller))
-        })
-        .await;
+    let revoke = domain::sessions::RevokeAll {
+        keep_own: true,
+        origin: origin.client(),
+    };
+    let revoked = bearer.write_one(&state.db, revoke).await;
     respond(revoked)
 }
 

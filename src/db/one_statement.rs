@@ -303,3 +303,51 @@ pub fn revoke_session(
         .checked()
         .map(|(caller_device, written)| (caller_device, written.changed() > 0)))
 }
+
+/// `revokeAllSessions` (`keep_own` false) or `revokeOtherSessions` (true) as
+/// the caller `user_id`/`session_id`: revokes every active session of the
+/// caller, theirs included or not, and records `event` (its count filled in
+/// here) with its webhook deliveries. Inside, how many were revoked.
+pub fn revoke_sessions(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: &str,
+    keep_own: bool,
+    now: NaiveDateTime,
+    event: &SecurityEventRow,
+) -> Result<Checked<usize>, Error> {
+    fn sql(except: &str) -> String {
+        let recorded = event_and_outbox(
+            4,
+            "caller",
+            ["NULL", "NULL", "NULL", "(SELECT count(*) FROM revoked)"],
+        );
+        format!(
+            "WITH {CALLER},
+            revoked AS (
+                UPDATE sessions SET revoked_at = $3
+                WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 {except}
+                  AND EXISTS (SELECT 1 FROM caller)
+                RETURNING id
+            ),
+            {recorded}
+            SELECT (SELECT device_id FROM caller) AS caller_device,
+                   (SELECT count(*) FROM revoked) AS changed,
+                   (SELECT count(*) FROM outbox) AS enqueued"
+        )
+    }
+    static ALL: LazyLock<String> = LazyLock::new(|| sql(""));
+    static OTHERS: LazyLock<String> = LazyLock::new(|| sql("AND id <> $2"));
+    let query = diesel::sql_query(if keep_own {
+        OTHERS.as_str()
+    } else {
+        ALL.as_str()
+    })
+    .bind::<Text, _>(user_id)
+    .bind::<Text, _>(session_id)
+    .bind::<Timestamp, _>(now);
+    let written: Written = bind_event!(query, event).get_result(conn)?;
+    Ok(written
+        .checked()
+        .map(|(caller_device, written)| (caller_device, written.changed())))
+}

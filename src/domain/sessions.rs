@@ -38,6 +38,48 @@ pub fn revoke_all(
     Ok(revoked)
 }
 
+/// `revokeAllSessions` (`keep_own` false) or `revokeOtherSessions` (true),
+/// made from `origin` (an actor whose session is the caller's, filled in
+/// once the caller is known).
+pub struct RevokeAll {
+    pub keep_own: bool,
+    pub origin: Actor,
+}
+
+impl OneStatement for RevokeAll {
+    type Done = usize;
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        let actor = self.origin.of_session(&caller.session_id);
+        if self.keep_own {
+            revoke_others(conn, caller, &actor)
+        } else {
+            revoke_all(conn, caller, &actor)
+        }
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let kind = if self.keep_own {
+            SecurityEventType::OtherSessionsRevoked
+        } else {
+            SecurityEventType::AllSessionsRevoked
+        };
+        let checked = db::one_statement::revoke_sessions(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            self.keep_own,
+            session.now,
+            &statement_event(kind, session, &self.origin),
+        )?;
+        Ok(checked.map(|(_device, revoked)| revoked))
+    }
+}
+
 /// `revokeOtherSessions`: ends every active session of the caller but
 /// theirs; the outcome is how many.
 pub fn revoke_others(

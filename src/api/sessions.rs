@@ -33,12 +33,17 @@ use crate::{
 #[get("/sessions")]
 pub async fn list_sessions(bearer: Bearer, state: web::Data<AppState>) -> responses::ListSessions {
     let listed = bearer
-        .read(&state.db, move |conn, caller| {
-            let rows = db::sessions::list_active_for_user(conn, &caller.user_id, db::now())?;
-            Ok(Listed {
-                rows,
-                own: caller.session_id.clone(),
-            })
+        .read_checked(&state.db, move |conn, session| {
+            let listed = db::sessions::list_active_for_session(
+                conn,
+                &session.user_id,
+                &session.session_id,
+                session.now,
+            )?;
+            Ok(listed.map(|(caller_device, rows)| {
+                let own = session.session_id.clone();
+                (caller_device, Listed { rows, own })
+            }))
         })
         .await;
     respond(listed)

@@ -145,18 +145,24 @@ pub async fn get_device(
     path: web::Path<IdPath>,
 ) -> responses::GetDevice {
     let device_id = path.into_inner().id.into_inner();
-    let now = db::now();
     let found = bearer
-        .read(&state.db, move |conn, caller| {
-            let Some(row) = db::devices::find_for_user(conn, &caller.user_id, &device_id)? else {
-                return Ok(Outcome::NotFound);
-            };
-            let sessions = db::sessions::list_active_for_device(conn, &row.id, now)?;
-            Ok(Outcome::Done(Details {
-                row,
-                sessions,
-                caller: caller.clone(),
-                now,
+        .read_checked(&state.db, move |conn, session| {
+            let found = db::devices::find_for_session(
+                conn,
+                &session.user_id,
+                &session.session_id,
+                &device_id,
+                session.now,
+            )?;
+            Ok(found.map(|(caller_device, device)| {
+                let caller = session.caller(caller_device.clone());
+                let details = device.map(|(row, sessions)| Details {
+                    row,
+                    sessions,
+                    caller,
+                    now: session.now,
+                });
+                (caller_device, details.into())
             }))
         })
         .await;

@@ -33,12 +33,17 @@ use crate::{
 #[get("/sessions")]
 pub async fn list_sessions(bearer: Bearer, state: web::Data<AppState>) -> responses::ListSessions {
     let listed = bearer
-        .read(&state.db, move |conn, caller| {
-            let rows = db::sessions::list_active_for_user(conn, &caller.user_id, db::now())?;
-            Ok(Listed {
-                rows,
-                own: caller.session_id.clone(),
-            })
+        .read_checked(&state.db, move |conn, session| {
+            let listed = db::sessions::list_active_for_session(
+                conn,
+                &session.user_id,
+                &session.session_id,
+                session.now,
+            )?;
+            Ok(listed.map(|(caller_device, rows)| {
+                let own = session.session_id.clone();
+                (caller_device, Listed { rows, own })
+            }))
         })
         .await;
     respond(listed)
@@ -112,11 +117,11 @@ pub async fn revoke_all_sessions(
     state: web::Data<AppState>,
     origin: Origin,
 ) -> responses::RevokeAllSessions {
-    let revoked = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::sessions::revoke_all(conn, caller, &origin.actor(caller))
-        })
-        .await;
+    let revoke = domain::sessions::RevokeAll {
+        keep_own: false,
+        origin: origin.client(),
+    };
+    let revoked = bearer.write_one(&state.db, revoke).await;
     respond(revoked)
 }
 
@@ -143,11 +148,11 @@ pub async fn revoke_other_sessions(
     state: web::Data<AppState>,
     origin: Origin,
 ) -> responses::RevokeOtherSessions {
-    let revoked = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::sessions::revoke_others(conn, caller, &origin.actor(caller))
-        })
-        .await;
+    let revoke = domain::sessions::RevokeAll {
+        keep_own: true,
+        origin: origin.client(),
+    };
+    let revoked = bearer.write_one(&state.db, revoke).await;
     respond(revoked)
 }
 
@@ -181,12 +186,11 @@ pub async fn revoke_session(
     origin: Origin,
     path: web::Path<IdPath>,
 ) -> responses::RevokeSession {
-    let session_id = path.into_inner().id.into_inner();
-    let revoked = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::sessions::revoke(conn, caller, &origin.actor(caller), &session_id)
-        })
-        .await;
+    let revoke = domain::sessions::Revoke {
+        session_id: path.into_inner().id.into_inner(),
+        origin: origin.client(),
+    };
+    let revoked = bearer.write_one(&state.db, revoke).await;
     respond(revoked)
 }
 

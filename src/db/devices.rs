@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
 use super::{
-    models::DeviceRow,
+    models::{DeviceRow, SessionRow},
     prepared,
     schema::{devices, sessions},
     sessions::{active_at, owned_active},
@@ -59,6 +59,60 @@ pub fn find_for_user(
         .select(DeviceRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// [`find_for_user`] with the device's active sessions (most recently
+/// active first), for the caller `user_id`/`session_id` with its session
+/// check in the same query: the caller's active session, left-joined to
+/// their device `device_id` and that device's active sessions. `None` when
+/// the session is not active at `now`, else the device of the caller's
+/// session and the device found, if any.
+#[allow(clippy::type_complexity)]
+pub fn find_for_session(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    device_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(String, Option<(DeviceRow, Vec<SessionRow>)>)>, Error> {
+    let listed = diesel::alias!(sessions as listed);
+    let rows: Vec<(String, Option<DeviceRow>, Option<SessionRow>)> = sessions::table
+        .left_join(
+            // Owned: Diesel wants the ON clause's binds to outlive the query.
+            devices::table.on(devices::id
+                .eq(device_id.to_owned())
+                .and(devices::user_id.eq(sessions::user_id))),
+        )
+        .left_join(
+            listed.on(listed
+                .field(sessions::device_id)
+                .eq(devices::id)
+                .and(listed.field(sessions::revoked_at).is_null())
+                .and(listed.field(sessions::expires_at).gt(now))),
+        )
+        .filter(owned_active(user_id, session_id, now))
+        .order((
+            listed.field(sessions::last_activity).desc(),
+            listed.field(sessions::id),
+        ))
+        .select((
+            sessions::device_id,
+            Option::<DeviceRow>::as_select(),
+            listed.fields(sessions::all_columns).nullable(),
+        ))
+        .load(conn)?;
+    let Some((caller_device, device, _)) = rows.first() else {
+        return Ok(None);
+    };
+    let (caller_device, device) = (caller_device.clone(), device.clone());
+    let found = device.map(|device| {
+        let sessions = rows
+            .into_iter()
+            .filter_map(|(_, _, session)| session)
+            .collect();
+        (device, sessions)
+    });
+    Ok(Some((caller_device, found)))
 }
 
 pub fn find_by_fingerprint(

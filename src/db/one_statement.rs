@@ -17,6 +17,8 @@
 //! constant). SQLite runs the same operations statement by statement inside
 //! the writer's transaction (`domain`), where a statement is a function call.
 
+use std::sync::LazyLock;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::{
     pg::PgConnection,
@@ -181,4 +183,171 @@ pub fn untrust(
         });
         (caller_device, changed)
     }))
+}
+
+/// The security event of a change and its webhook deliveries, as two CTEs
+/// (`event`, `outbox`) that insert one event per row of `source` (none when
+/// it is empty). The event's own fields are the parameters from `$first` on,
+/// in the order [`bind_event!`] binds them; `about` is the SQL of its
+/// device id, device name, session id and count of revoked sessions, over
+/// `source`.
+fn event_and_outbox(first: usize, source: &str, about: [&str; 4]) -> String {
+    let [device_id, device_name, session_id, revoked] = about;
+    let [id, kind, actor, ip, agent, service, pending]: [String; 7] =
+        std::array::from_fn(|offset| format!("${}", first + offset));
+    format!(
+        "event AS (
+            INSERT INTO security_events (
+                id, user_id, event_type, occurred_at, device_id, device_name,
+                session_id, revoked_session_count, actor_session_id, ip_address,
+                user_agent, actor_service)
+            SELECT {id}, $1, {kind}, $3, {device_id}, {device_name},
+                   {session_id}, {revoked}, {actor}, {ip}, {agent}, {service}
+            FROM {source}
+            RETURNING id
+        ),
+        outbox AS (
+            INSERT INTO webhook_deliveries (
+                event_id, url, user_id, occurred_at, status, next_attempt_at, enqueued_at)
+            SELECT event.id, endpoint.url, $1, $3, {pending}, $3, $3
+            FROM event CROSS JOIN webhook_endpoints endpoint
+            RETURNING 1
+        )"
+    )
+}
+
+/// Binds the parameters of [`event_and_outbox`]'s CTEs, from `event`.
+macro_rules! bind_event {
+    ($query:expr, $event:expr) => {
+        $query
+            .bind::<Text, _>(&$event.id)
+            .bind::<Text, _>(&$event.event_type)
+            .bind::<Nullable<Text>, _>(&$event.actor_session_id)
+            .bind::<Nullable<Text>, _>(&$event.ip_address)
+            .bind::<Nullable<Text>, _>(&$event.user_agent)
+            .bind::<Nullable<Text>, _>(&$event.actor_service)
+            .bind::<Text, _>(PENDING)
+    };
+}
+
+/// What a write that records an event returns: the device of the caller's
+/// session (`None`: not active, nothing changed), how many rows it changed
+/// and how many webhook deliveries it enqueued.
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = Nullable<Text>)]
+    caller_device: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    changed: i64,
+    #[diesel(sql_type = BigInt)]
+    enqueued: i64,
+}
+
+impl Written {
+    /// Wakes the dispatchers when deliveries were enqueued, then passes on
+    /// what was written, with the device of the caller's session (`None`:
+    /// the session is not active and nothing was written).
+    fn checked(self) -> Checked<Self> {
+        if self.enqueued > 0 {
+            webhook_deliveries::hint_enqueued();
+        }
+        let caller_device = self.caller_device.clone()?;
+        Some((caller_device, self))
+    }
+
+    fn changed(&self) -> usize {
+        usize::try_from(self.changed).unwrap_or(0)
+    }
+}
+
+/// `revokeSession` as the caller `user_id`/`session_id`: revokes their
+/// active session `target` (theirs included) and records `event` (its
+/// device, session and count filled in here) with its webhook deliveries.
+/// Inside, whether `target` was revoked (false: the caller has no such
+/// active session).
+pub fn revoke_session(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: &str,
+    target: &str,
+    now: NaiveDateTime,
+    event: &SecurityEventRow,
+) -> Result<Checked<bool>, Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let recorded = event_and_outbox(
+            5,
+            "revoked JOIN devices ON devices.id = revoked.device_id",
+            ["devices.id", "devices.device_name", "revoked.id", "1"],
+        );
+        format!(
+            "WITH {CALLER},
+            revoked AS (
+                UPDATE sessions SET revoked_at = $3
+                WHERE id = $4 AND user_id = $1 AND revoked_at IS NULL AND expires_at > $3
+                  AND EXISTS (SELECT 1 FROM caller)
+                RETURNING id, device_id
+            ),
+            {recorded}
+            SELECT (SELECT device_id FROM caller) AS caller_device,
+                   (SELECT count(*) FROM revoked) AS changed,
+                   (SELECT count(*) FROM outbox) AS enqueued"
+        )
+    });
+    let query = diesel::sql_query(SQL.as_str())
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(target);
+    let written: Written = bind_event!(query, event).get_result(conn)?;
+    Ok(written
+        .checked()
+        .map(|(caller_device, written)| (caller_device, written.changed() > 0)))
+}
+
+/// `revokeAllSessions` (`keep_own` false) or `revokeOtherSessions` (true) as
+/// the caller `user_id`/`session_id`: revokes every active session of the
+/// caller, theirs included or not, and records `event` (its count filled in
+/// here) with its webhook deliveries. Inside, how many were revoked.
+pub fn revoke_sessions(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: &str,
+    keep_own: bool,
+    now: NaiveDateTime,
+    event: &SecurityEventRow,
+) -> Result<Checked<usize>, Error> {
+    fn sql(except: &str) -> String {
+        let recorded = event_and_outbox(
+            4,
+            "caller",
+            ["NULL", "NULL", "NULL", "(SELECT count(*) FROM revoked)"],
+        );
+        format!(
+            "WITH {CALLER},
+            revoked AS (
+                UPDATE sessions SET revoked_at = $3
+                WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 {except}
+                  AND EXISTS (SELECT 1 FROM caller)
+                RETURNING id
+            ),
+            {recorded}
+            SELECT (SELECT device_id FROM caller) AS caller_device,
+                   (SELECT count(*) FROM revoked) AS changed,
+                   (SELECT count(*) FROM outbox) AS enqueued"
+        )
+    }
+    static ALL: LazyLock<String> = LazyLock::new(|| sql(""));
+    static OTHERS: LazyLock<String> = LazyLock::new(|| sql("AND id <> $2"));
+    let query = diesel::sql_query(if keep_own {
+        OTHERS.as_str()
+    } else {
+        ALL.as_str()
+    })
+    .bind::<Text, _>(user_id)
+    .bind::<Text, _>(session_id)
+    .bind::<Timestamp, _>(now);
+    let written: Written = bind_event!(query, event).get_result(conn)?;
+    Ok(written
+        .checked()
+        .map(|(caller_device, written)| (caller_device, written.changed())))
 }

@@ -75,6 +75,54 @@ pub fn list_active_for_user(
         .load(conn)
 }
 
+/// [`list_active_for_user`] for the caller `user_id`/`session_id` with its
+/// session check in the same query: the caller's active session
+/// left-joined to the user's active sessions and their devices. `None` when
+/// the session is not active at `now`, else the device of the caller's
+/// session and the sessions.
+pub fn list_active_for_session(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(String, Vec<SessionWithDevice>)>, Error> {
+    let listed = diesel::alias!(sessions as listed);
+    let rows: Vec<(String, Option<SessionRow>, Option<String>)> = sessions::table
+        .left_join(
+            listed.on(listed
+                .field(sessions::user_id)
+                .eq(sessions::user_id)
+                .and(listed.field(sessions::revoked_at).is_null())
+                .and(listed.field(sessions::expires_at).gt(now))),
+        )
+        .left_join(devices::table.on(devices::id.eq(listed.field(sessions::device_id))))
+        .filter(owned_active(user_id, session_id, now))
+        .order((
+            listed.field(sessions::last_activity).desc(),
+            listed.field(sessions::id),
+        ))
+        .select((
+            sessions::device_id,
+            listed.fields(sessions::all_columns).nullable(),
+            devices::device_name.nullable(),
+        ))
+        .load(conn)?;
+    let Some((caller_device, _, _)) = rows.first() else {
+        return Ok(None);
+    };
+    let caller_device = caller_device.clone();
+    let sessions = rows
+        .into_iter()
+        .filter_map(|(_, session, device_name)| {
+            Some(SessionWithDevice {
+                session: session?,
+                device_name: device_name?,
+            })
+        })
+        .collect();
+    Ok(Some((caller_device, sessions)))
+}
+
 pub fn list_active_for_device(
     conn: &mut AnyConnection,
     device_id: &str,

@@ -9,6 +9,12 @@
 //! a meaning known only to the handler) is what lets the handler's mapping
 //! read as the spec's list of responses.
 
+use crate::{
+    api::types::SecurityEventType,
+    auth::SessionOf,
+    db::{events::Actor, models::SecurityEventRow},
+};
+
 pub mod devices;
 pub mod sessions;
 pub mod users;
@@ -30,4 +36,16 @@ impl<T> From<Option<T>> for Outcome<T> {
             None => Self::NotFound,
         }
     }
+}
+
+/// The event of a write PostgreSQL runs as one statement as `session`,
+/// made from `origin`; the statement fills in what it is about (its device,
+/// session and count of revoked sessions: see `db::one_statement`).
+fn statement_event(
+    kind: SecurityEventType,
+    session: &SessionOf,
+    origin: &Actor,
+) -> SecurityEventRow {
+    let actor = origin.of_session(&session.session_id);
+    SecurityEventRow::new(&session.user_id, kind.as_str(), &actor, session.now)
 }

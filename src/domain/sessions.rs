@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::result::Error;
 
-use super::Outcome;
+use super::{statement_event, Outcome};
 use diesel::PgConnection;
 
 use crate::{
@@ -38,6 +38,48 @@ pub fn revoke_all(
     Ok(revoked)
 }
 
+/// `revokeAllSessions` (`keep_own` false) or `revokeOtherSessions` (true),
+/// made from `origin` (an actor whose session is the caller's, filled in
+/// once the caller is known).
+pub struct RevokeAll {
+    pub keep_own: bool,
+    pub origin: Actor,
+}
+
+impl OneStatement for RevokeAll {
+    type Done = usize;
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        let actor = self.origin.of_session(&caller.session_id);
+        if self.keep_own {
+            revoke_others(conn, caller, &actor)
+        } else {
+            revoke_all(conn, caller, &actor)
+        }
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let kind = if self.keep_own {
+            SecurityEventType::OtherSessionsRevoked
+        } else {
+            SecurityEventType::AllSessionsRevoked
+        };
+        let checked = db::one_statement::revoke_sessions(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            self.keep_own,
+            session.now,
+            &statement_event(kind, session, &self.origin),
+        )?;
+        Ok(checked.map(|(_device, revoked)| revoked))
+    }
+}
+
 /// `revokeOtherSessions`: ends every active session of the caller but
 /// theirs; the outcome is how many.
 pub fn revoke_others(
@@ -51,6 +93,49 @@ pub fn revoke_others(
         .revoked(revoked);
     db::events::record(conn, &event)?;
     Ok(revoked)
+}
+
+/// `revokeSession` on `session_id`, made from `origin` (an actor whose
+/// session is the caller's, filled in once the caller is known).
+pub struct Revoke {
+    pub session_id: String,
+    pub origin: Actor,
+}
+
+impl OneStatement for Revoke {
+    type Done = Outcome<()>;
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        revoke(
+            conn,
+            caller,
+            &self.origin.of_session(&caller.session_id),
+            &self.session_id,
+        )
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let event = statement_event(SecurityEventType::SessionRevoked, session, &self.origin);
+        let checked = db::one_statement::revoke_session(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            &self.session_id,
+            session.now,
+            &event,
+        )?;
+        Ok(checked.map(|(_device, revoked)| {
+            if revoked {
+                Outcome::Done(())
+            } else {
+                Outcome::NotFound
+            }
+        }))
+    }
 }
 
 /// `revokeSession`: ends one active session of the caller.

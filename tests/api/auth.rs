@@ -135,3 +135,66 @@ backend_test!(malformed_authorization_headers_are_refused, |app| {
         "the scheme is case-insensitive"
     );
 });
+
+backend_test!(a_revoked_token_changes_nothing, |app| {
+    // On PostgreSQL each write is one statement whose session check guards
+    // every change it makes: none of them may slip past a revoked session.
+    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
+    let phone = app.login("alice", "Phone", Some("fp-phone")).await;
+    let stolen = app.login("alice", "Old phone", Some("fp-old")).await;
+    let revoked = app
+        .post(
+            &format!("/sessions/{}/revoke", stolen.session_id),
+            &laptop.token,
+        )
+        .await;
+    assert_eq!(revoked.status, 200);
+    let events_before = app.events(&laptop.token).await;
+
+    let device = format!("/devices/{}", phone.device_id);
+    let attempts = [
+        (
+            Method::POST,
+            format!("/sessions/{}/revoke", phone.session_id),
+            None,
+        ),
+        (Method::POST, "/sessions/revoke-all".to_owned(), None),
+        (Method::POST, "/sessions/revoke-others".to_owned(), None),
+        (
+            Method::POST,
+            format!("/sessions/{}/heartbeat", phone.session_id),
+            None,
+        ),
+        (
+            Method::POST,
+            "/devices/trust".to_owned(),
+            Some(serde_json::json!({"fingerprint": "fp-phone"})),
+        ),
+        (Method::POST, format!("{device}/untrust"), None),
+        (
+            Method::PATCH,
+            device.clone(),
+            Some(serde_json::json!({"deviceName": "Stolen"})),
+        ),
+        (Method::DELETE, device.clone(), None),
+    ];
+    for (method, path, body) in attempts {
+        let response = app
+            .call(method.clone(), &path, Some(&stolen.token), body)
+            .await;
+        assert_eq!(response.status, 401, "{method} {path}");
+    }
+
+    let sessions = app.get("/sessions", &laptop.token).await;
+    assert_eq!(sessions.status, 200);
+    assert_eq!(sessions.body["sessions"].as_array().unwrap().len(), 2);
+    let details = app.get(&device, &phone.token).await;
+    assert_eq!(details.status, 200);
+    assert_eq!(details.body["device"]["deviceName"], "Phone");
+    assert_eq!(details.body["device"]["isTrusted"], false);
+    assert_eq!(
+        details.body["device"]["sessions"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(app.events(&laptop.token).await, events_before);
+});

@@ -17,6 +17,7 @@ use flashback_devices::{
     webhooks::{WebhookSecret, WebhookSettings},
 };
 use hmac::{Hmac, Mac};
+use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -330,6 +331,71 @@ webhook_test!(
         assert_eq!(outbox_counts(&app).await.delivered, events.len() as i64 - 3);
     }
 );
+
+webhook_test!(every_write_delivers_the_event_it_records, |backend| {
+    // On PostgreSQL each write inserts its event's deliveries in its own
+    // statement: one per operation, none may be left out.
+    let receiver = Receiver::start().await;
+    let app = spawn_with_webhooks(backend, settings(&[&receiver.url])).await;
+    let laptop = app.login("alice", "Laptop", Some("fp-laptop")).await;
+    let phone = app.login("alice", "Phone", Some("fp-phone")).await;
+    let tablet = app.login("alice", "Tablet", Some("fp-tablet")).await;
+    app.login("alice", "Laptop", Some("fp-laptop")).await;
+    let phone_path = format!("/devices/{}", phone.device_id);
+    let writes = [
+        (
+            Method::POST,
+            "/devices/trust".to_owned(),
+            Some(json!({"fingerprint": "fp-phone"})),
+        ),
+        (
+            Method::PATCH,
+            phone_path.clone(),
+            Some(json!({"deviceName": "Work phone"})),
+        ),
+        (
+            Method::POST,
+            format!("/sessions/{}/revoke", tablet.session_id),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/devices/{}", tablet.device_id),
+            None,
+        ),
+        (Method::POST, "/sessions/revoke-others".to_owned(), None),
+        (Method::POST, "/sessions/revoke-all".to_owned(), None),
+    ];
+    for (method, path, body) in writes {
+        let response = app
+            .call(method.clone(), &path, Some(&laptop.token), body)
+            .await;
+        assert_eq!(response.status, 200, "{method} {path}: {}", response.body);
+    }
+    let after = app.login("alice", "Laptop", Some("fp-laptop")).await;
+    let events = events_in_order(&app, &after.token).await;
+    let written: Vec<&str> = event_types(&events)
+        .into_iter()
+        .filter(|kind| *kind != "SESSION_STARTED")
+        .collect();
+    assert_eq!(
+        written,
+        [
+            "DEVICE_TRUSTED",
+            "DEVICE_RENAMED",
+            "SESSION_REVOKED",
+            "DEVICE_REMOVED",
+            "OTHER_SESSIONS_REVOKED",
+            "ALL_SESSIONS_REVOKED"
+        ]
+    );
+    receiver.wait_for(&ids(&events)).await;
+    let mut received: Vec<String> = receiver.acknowledged_ids();
+    received.sort();
+    let mut expected = ids(&events);
+    expected.sort();
+    assert_eq!(received, expected, "one delivery of each event");
+});
 
 webhook_test!(
     each_user_s_events_arrive_in_order_despite_failures,

@@ -42,15 +42,19 @@ fn device_not_found() -> ErrorResponse {
 )]
 #[get("/devices")]
 pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> responses::ListDevices {
-    let now = db::now();
     let listed = bearer
-        .read(&state.db, move |conn, caller| {
-            let rows = db::devices::list_for_user(conn, &caller.user_id)?;
-            Ok(Listed {
-                rows,
-                caller: caller.clone(),
-                now,
-            })
+        .read_checked(&state.db, move |conn, session| {
+            let listed = db::devices::list_for_session(
+                conn,
+                &session.user_id,
+                &session.session_id,
+                session.now,
+            )?;
+            Ok(listed.map(|(caller_device, rows)| {
+                let caller = session.caller(caller_device.clone());
+                let now = session.now;
+                (caller_device, Listed { rows, caller, now })
+            }))
         })
         .await;
     respond(listed)

@@ -42,15 +42,19 @@ fn device_not_found() -> ErrorResponse {
 )]
 #[get("/devices")]
 pub async fn list_devices(bearer: Bearer, state: web::Data<AppState>) -> responses::ListDevices {
-    let now = db::now();
     let listed = bearer
-        .read(&state.db, move |conn, caller| {
-            let rows = db::devices::list_for_user(conn, &caller.user_id)?;
-            Ok(Listed {
-                rows,
-                caller: caller.clone(),
-                now,
-            })
+        .read_checked(&state.db, move |conn, session| {
+            let listed = db::devices::list_for_session(
+                conn,
+                &session.user_id,
+                &session.session_id,
+                session.now,
+            )?;
+            Ok(listed.map(|(caller_device, rows)| {
+                let caller = session.caller(caller_device.clone());
+                let now = session.now;
+                (caller_device, Listed { rows, caller, now })
+            }))
         })
         .await;
     respond(listed)
@@ -96,15 +100,13 @@ pub async fn trust_device(
     body: ValidatedJson<TrustDeviceRequest>,
 ) -> responses::TrustDevice {
     let until = db::now() + state.policy.trust_period;
-    let fingerprint = body.0.fingerprint;
-    let trusted = bearer
-        .write(&state.db, move |conn, caller| {
-            let actor = origin.actor(caller);
-            let outcome = domain::devices::trust(conn, caller, &actor, &fingerprint, until)?;
-            Ok(Trusted { outcome, until })
-        })
-        .await;
-    respond(trusted)
+    let trust = domain::devices::Trust {
+        fingerprint: body.0.fingerprint,
+        until,
+        origin: origin.client(),
+    };
+    let trusted = bearer.write_one(&state.db, trust).await;
+    respond(trusted.map(|outcome| Trusted { outcome, until }))
 }
 
 /// What `trustDevice` did, and until when the device is trusted.
@@ -250,12 +252,11 @@ pub async fn delete_device(
     origin: Origin,
     path: web::Path<IdPath>,
 ) -> responses::DeleteDevice {
-    let device_id = path.into_inner().id.into_inner();
-    let removed = bearer
-        .write(&state.db, move |conn, caller| {
-            domain::devices::delete(conn, caller, &origin.actor(caller), &device_id)
-        })
-        .await;
+    let delete = domain::devices::Delete {
+        device_id: path.into_inner().id.into_inner(),
+        origin: origin.client(),
+    };
+    let removed = bearer.write_one(&state.db, delete).await;
     respond(removed)
 }
 
@@ -298,18 +299,17 @@ pub async fn rename_device(
         ));
     }
     let now = db::now();
-    let renamed = bearer
-        .write(&state.db, move |conn, caller| {
-            let actor = origin.actor(caller);
-            let outcome = domain::devices::rename(conn, caller, &actor, &device_id, &name)?;
-            Ok(Renamed {
-                outcome,
-                caller: caller.clone(),
-                now,
-            })
-        })
-        .await;
-    respond(renamed)
+    let rename = domain::devices::Rename {
+        device_id,
+        name,
+        origin: origin.client(),
+    };
+    let renamed = bearer.write_one(&state.db, rename).await;
+    respond(renamed.map(|(outcome, caller)| Renamed {
+        outcome,
+        caller,
+        now,
+    }))
 }
 
 /// What `renameDevice` did, as seen by its caller at `now`.

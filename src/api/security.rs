@@ -11,9 +11,9 @@ use super::{
     views::security_event,
 };
 use crate::{
-    auth::Bearer,
+    auth::{Bearer, SessionOf},
     cursor::{CursorKey, InvalidCursor},
-    db::{self, models::SecurityEventRow},
+    db::{self, models::SecurityEventRow, one_statement::Checked},
     state::AppState,
 };
 
@@ -94,8 +94,8 @@ pub async fn list_security_events(
     let limit = limit.get();
     let key = state.cursor_key.clone();
     let page = bearer
-        .read(&state.db, move |conn, caller| {
-            event_page(conn, &key, &caller.user_id, cursor.as_deref(), limit)
+        .read_checked(&state.db, move |conn, session| {
+            caller_event_page(conn, &key, session, cursor.as_deref(), limit)
         })
         .await;
     respond(page)
@@ -138,23 +138,53 @@ pub(crate) fn event_page(
     cursor: Option<&str>,
     limit: i64,
 ) -> Result<Result<EventPage, InvalidCursor>, diesel::result::Error> {
-    let after = match cursor.map(|c| key.open(user_id, c)) {
-        None => None,
-        Some(Ok(position)) => Some(position),
-        Some(Err(InvalidCursor)) => return Ok(Err(InvalidCursor)),
+    let Ok(after) = cursor.map(|c| key.open(user_id, c)).transpose() else {
+        return Ok(Err(InvalidCursor));
     };
     // One more than the page: whether there is a next page at all.
-    let mut rows = db::events::page(conn, user_id, after.as_ref(), limit + 1)?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| key.seal(user_id, &last.position()))
-    } else {
-        None
+    let rows = db::events::page(conn, user_id, after.as_ref(), limit + 1)?;
+    Ok(Ok(EventPage::of(key, user_id, rows, limit)))
+}
+
+/// [`event_page`] of the caller of `session`, its session check in the
+/// same query (`None`: the session is not active). A cursor that does not
+/// open is refused after the session check alone.
+fn caller_event_page(
+    conn: &mut db::AnyConnection,
+    key: &CursorKey,
+    session: &SessionOf,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Checked<Result<EventPage, InvalidCursor>>, diesel::result::Error> {
+    let user_id = &session.user_id;
+    let Ok(after) = cursor.map(|c| key.open(user_id, c)).transpose() else {
+        let caller_device =
+            db::sessions::active_device(conn, user_id, &session.session_id, session.now)?;
+        return Ok(caller_device.map(|device| (device, Err(InvalidCursor))));
     };
-    Ok(Ok(EventPage {
-        rows,
-        next_cursor: next,
-    }))
+    let page = db::events::page_for_session(
+        conn,
+        user_id,
+        &session.session_id,
+        session.now,
+        after.as_ref(),
+        limit + 1,
+    )?;
+    Ok(page.map(|(device, rows)| (device, Ok(EventPage::of(key, user_id, rows, limit)))))
+}
+
+impl EventPage {
+    /// The page of `user_id`'s events whose `rows` were read with one more
+    /// than `limit`: whether there is a next page at all.
+    fn of(key: &CursorKey, user_id: &str, mut rows: Vec<SecurityEventRow>, limit: i64) -> Self {
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|last| key.seal(user_id, &last.position()))
+        } else {
+            None
+        };
+        Self { rows, next_cursor }
+    }
 }
 
 /// A security event, pushed to the operator's endpoints

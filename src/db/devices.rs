@@ -6,6 +6,7 @@ use diesel::{prelude::*, result::Error};
 
 use super::{
     models::{DeviceRow, SessionRow},
+    one_statement::Checked,
     prepared,
     schema::{devices, sessions},
     sessions::{active_at, owned_active},
@@ -61,20 +62,22 @@ pub fn find_for_user(
         .optional()
 }
 
+/// A device and its active sessions, most recently active first.
+pub type DeviceWithSessions = (DeviceRow, Vec<SessionRow>);
+
 /// [`find_for_user`] with the device's active sessions (most recently
 /// active first), for the caller `user_id`/`session_id` with its session
 /// check in the same query: the caller's active session, left-joined to
 /// their device `device_id` and that device's active sessions. `None` when
 /// the session is not active at `now`, else the device of the caller's
 /// session and the device found, if any.
-#[allow(clippy::type_complexity)]
 pub fn find_for_session(
     conn: &mut AnyConnection,
     user_id: &str,
     session_id: &str,
     device_id: &str,
     now: NaiveDateTime,
-) -> Result<Option<(String, Option<(DeviceRow, Vec<SessionRow>)>)>, Error> {
+) -> Result<Checked<Option<DeviceWithSessions>>, Error> {
     let listed = diesel::alias!(sessions as listed);
     let rows: Vec<(String, Option<DeviceRow>, Option<SessionRow>)> = sessions::table
         .left_join(

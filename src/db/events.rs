@@ -23,7 +23,13 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
-use super::{models::SecurityEventRow, schema::security_events, AnyConnection};
+use super::{
+    models::SecurityEventRow,
+    one_statement::Checked,
+    schema::{security_events, sessions},
+    sessions::owned_active,
+    AnyConnection,
+};
 
 /// Who made a change, and from where: the session whose request it was, and
 /// that request's client address and User-Agent. All unknown (`None`) for a
@@ -164,17 +170,67 @@ pub fn page(
         .select(SecurityEventRow::as_select())
         .into_boxed();
     if let Some(after) = after {
-        // (occurred_at, id) < (after.occurred_at, after.id), written so that
-        // `occurred_at <= …` can seek in the index on both backends.
-        query = query.filter(
-            security_events::occurred_at.le(after.occurred_at).and(
-                security_events::occurred_at
-                    .lt(after.occurred_at)
-                    .or(security_events::id.lt(after.id.clone())),
-            ),
-        );
+        query = query.filter(listed_after(after.occurred_at, after.id.clone()));
     }
     query.load(conn)
+}
+
+/// The events after (older than) the position `occurred_at`, `id`:
+/// (occurred_at, id) < (occurred_at, id), written so that
+/// `occurred_at <= …` can seek in the index on both backends.
+#[diesel::dsl::auto_type]
+fn listed_after(occurred_at: NaiveDateTime, id: String) -> _ {
+    security_events::occurred_at.le(occurred_at).and(
+        security_events::occurred_at
+            .lt(occurred_at)
+            .or(security_events::id.lt(id)),
+    )
+}
+
+/// [`page`] for the caller `user_id`/`session_id`, with its session check
+/// in the same query (a scalar subquery beside each event: the page is read
+/// by its index, newest first, and stops at `limit`, which a join from the
+/// caller's session would not let PostgreSQL do). `None` when the session
+/// is not active at `now`, else the device of the caller's session and the
+/// events. An empty page has no row to carry the check: it is made on its
+/// own then, a second query.
+pub fn page_for_session(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+    after: Option<&EventPosition>,
+    limit: i64,
+) -> Result<Checked<Vec<SecurityEventRow>>, Error> {
+    let caller_device = sessions::table
+        .filter(owned_active(user_id, session_id, now))
+        .select(sessions::device_id)
+        .single_value();
+    let mut query = security_events::table
+        .filter(security_events::user_id.eq(user_id))
+        .filter(security_events::event_type.ne(USER_DATA_DELETED))
+        .order((
+            security_events::occurred_at.desc(),
+            security_events::id.desc(),
+        ))
+        .limit(limit)
+        .select((caller_device, SecurityEventRow::as_select()))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(listed_after(after.occurred_at, after.id.clone()));
+    }
+    let rows: Vec<(Option<String>, SecurityEventRow)> = query.load(conn)?;
+    let Some((caller_device, _)) = rows.first() else {
+        let caller_device = super::sessions::active_device(conn, user_id, session_id, now)?;
+        return Ok(caller_device.map(|device| (device, Vec::new())));
+    };
+    let Some(caller_device) = caller_device.clone() else {
+        return Ok(None);
+    };
+    Ok(Some((
+        caller_device,
+        rows.into_iter().map(|(_, event)| event).collect(),
+    )))
 }
 
 /// Deletes up to `batch` events (of any user) older than `cutoff`, oldest

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{devices, security_events, server_keys, service_keys, sessions};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = devices)]
 pub struct DeviceRow {
     pub id: String,

@@ -28,8 +28,8 @@ use diesel::{
 };
 
 use super::{
-    devices::{Changed, TRUST_LEVEL_UNTRUSTED},
-    models::SecurityEventRow,
+    devices::{Changed, TRUST_LEVEL_TRUSTED, TRUST_LEVEL_UNTRUSTED},
+    models::{DeviceRow, SecurityEventRow},
     webhook_deliveries::{self, PENDING},
 };
 
@@ -231,12 +231,17 @@ macro_rules! bind_event {
 }
 
 /// What a write that records an event returns: the device of the caller's
-/// session (`None`: not active, nothing changed), how many rows it changed
-/// and how many webhook deliveries it enqueued.
+/// session (`None`: not active, nothing changed), the device it changed
+/// (when it is about one), how many rows it changed and how many webhook
+/// deliveries it enqueued.
 #[derive(QueryableByName)]
 struct Written {
     #[diesel(sql_type = Nullable<Text>)]
     caller_device: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    device_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    device_name: Option<String>,
     #[diesel(sql_type = BigInt)]
     changed: i64,
     #[diesel(sql_type = BigInt)]
@@ -257,6 +262,15 @@ impl Written {
 
     fn changed(&self) -> usize {
         usize::try_from(self.changed).unwrap_or(0)
+    }
+
+    /// The device changed, with how many sessions the change ended.
+    fn device(self, revoked_sessions: usize) -> Option<Changed> {
+        Some(Changed {
+            id: self.device_id?,
+            name: self.device_name?,
+            revoked_sessions,
+        })
     }
 }
 
@@ -289,6 +303,7 @@ pub fn revoke_session(
             ),
             {recorded}
             SELECT (SELECT device_id FROM caller) AS caller_device,
+                   NULL::text AS device_id, NULL::text AS device_name,
                    (SELECT count(*) FROM revoked) AS changed,
                    (SELECT count(*) FROM outbox) AS enqueued"
         )
@@ -332,6 +347,7 @@ pub fn revoke_sessions(
             ),
             {recorded}
             SELECT (SELECT device_id FROM caller) AS caller_device,
+                   NULL::text AS device_id, NULL::text AS device_name,
                    (SELECT count(*) FROM revoked) AS changed,
                    (SELECT count(*) FROM outbox) AS enqueued"
         )
@@ -350,4 +366,167 @@ pub fn revoke_sessions(
     Ok(written
         .checked()
         .map(|(caller_device, written)| (caller_device, written.changed())))
+}
+
+/// The columns of [`Written`] for a write about the device of the CTE
+/// `device`, which changed `changed` rows.
+fn written_about_device(changed: &str) -> String {
+    format!(
+        "SELECT (SELECT device_id FROM caller) AS caller_device,
+                (SELECT id FROM device) AS device_id,
+                (SELECT device_name FROM device) AS device_name,
+                {changed} AS changed,
+                (SELECT count(*) FROM outbox) AS enqueued"
+    )
+}
+
+/// `trustDevice` as the caller `user_id`/`session_id`: trusts their device
+/// with `fingerprint` until `until` and records `event` (its device filled
+/// in here) with its webhook deliveries. `None` inside when the caller has
+/// no such device.
+pub fn trust(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: &str,
+    fingerprint: &str,
+    until: NaiveDateTime,
+    now: NaiveDateTime,
+    event: &SecurityEventRow,
+) -> Result<Checked<Option<Changed>>, Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let recorded = event_and_outbox(
+            7,
+            "device",
+            ["device.id", "device.device_name", "NULL", "0"],
+        );
+        let written = written_about_device("(SELECT count(*) FROM device)");
+        format!(
+            "WITH {CALLER},
+            device AS (
+                UPDATE devices
+                SET is_trusted = TRUE, trust_level = $5, trust_expires_at = $6
+                WHERE user_id = $1 AND fingerprint = $4 AND EXISTS (SELECT 1 FROM caller)
+                RETURNING id, device_name
+            ),
+            {recorded}
+            {written}"
+        )
+    });
+    let query = diesel::sql_query(SQL.as_str())
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(fingerprint)
+        .bind::<Text, _>(TRUST_LEVEL_TRUSTED)
+        .bind::<Timestamp, _>(until);
+    let written: Written = bind_event!(query, event).get_result(conn)?;
+    Ok(written
+        .checked()
+        .map(|(caller_device, written)| (caller_device, written.device(0))))
+}
+
+/// `deleteDevice` as the caller `user_id`/`session_id`: deletes their device
+/// `device_id` and its sessions (device row first, then sessions, as every
+/// write locks them; ON DELETE CASCADE then finds none left) and records
+/// `event` (its device and count of the sessions that were active filled in
+/// here) with its webhook deliveries. `None` inside when the caller has no
+/// such device.
+pub fn delete_device(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: &str,
+    device_id: &str,
+    now: NaiveDateTime,
+    event: &SecurityEventRow,
+) -> Result<Checked<Option<Changed>>, Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let active = "(SELECT count(*) FROM removed WHERE revoked_at IS NULL AND expires_at > $3)";
+        let recorded = event_and_outbox(
+            5,
+            "device",
+            ["device.id", "device.device_name", "NULL", active],
+        );
+        let written = written_about_device(active);
+        format!(
+            "WITH {CALLER},
+            device AS (
+                DELETE FROM devices
+                WHERE id = $4 AND user_id = $1 AND EXISTS (SELECT 1 FROM caller)
+                RETURNING id, device_name
+            ),
+            removed AS (
+                DELETE FROM sessions WHERE device_id = (SELECT id FROM device)
+                RETURNING revoked_at, expires_at
+            ),
+            {recorded}
+            {written}"
+        )
+    });
+    let query = diesel::sql_query(SQL.as_str())
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(device_id);
+    let written: Written = bind_event!(query, event).get_result(conn)?;
+    Ok(written.checked().map(|(caller_device, written)| {
+        let revoked = written.changed();
+        (caller_device, written.device(revoked))
+    }))
+}
+
+#[derive(QueryableByName)]
+struct RenamedRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    caller_device: Option<String>,
+    #[diesel(embed)]
+    device: Option<DeviceRow>,
+    #[diesel(sql_type = BigInt)]
+    enqueued: i64,
+}
+
+/// `renameDevice` as the caller `user_id`/`session_id`: names their device
+/// `device_id` `name` and records `event` (its device filled in here) with
+/// its webhook deliveries. Inside, the renamed device, `None` when the
+/// caller has no such device.
+pub fn rename(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: &str,
+    device_id: &str,
+    name: &str,
+    now: NaiveDateTime,
+    event: &SecurityEventRow,
+) -> Result<Checked<Option<DeviceRow>>, Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let recorded = event_and_outbox(
+            6,
+            "device",
+            ["device.id", "device.device_name", "NULL", "0"],
+        );
+        format!(
+            "WITH {CALLER},
+            device AS (
+                UPDATE devices SET device_name = $5
+                WHERE id = $4 AND user_id = $1 AND EXISTS (SELECT 1 FROM caller)
+                RETURNING *
+            ),
+            {recorded}
+            SELECT (SELECT device_id FROM caller) AS caller_device, device.*,
+                   (SELECT count(*) FROM outbox) AS enqueued
+            FROM (SELECT 1) AS one LEFT JOIN device ON TRUE"
+        )
+    });
+    let query = diesel::sql_query(SQL.as_str())
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(device_id)
+        .bind::<Text, _>(name);
+    let row: RenamedRow = bind_event!(query, event).get_result(conn)?;
+    if row.enqueued > 0 {
+        webhook_deliveries::hint_enqueued();
+    }
+    Ok(row
+        .caller_device
+        .map(|caller_device| (caller_device, row.device)))
 }

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::result::Error;
 
-use super::Outcome;
+use super::{statement_event, Outcome};
 use diesel::PgConnection;
 
 use crate::{
@@ -44,6 +44,42 @@ fn recorded(
         db::events::record(conn, &device_event(kind, changed, caller, actor, at))?;
     }
     Ok(change.into())
+}
+
+/// `trustDevice` on the device with `fingerprint`, until `until`, made from
+/// `origin` (an actor whose session is the caller's, filled in once the
+/// caller is known).
+pub struct Trust {
+    pub fingerprint: String,
+    pub until: NaiveDateTime,
+    pub origin: Actor,
+}
+
+impl OneStatement for Trust {
+    type Done = Outcome<Changed>;
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        let actor = self.origin.of_session(&caller.session_id);
+        trust(conn, caller, &actor, &self.fingerprint, self.until)
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let event = statement_event(SecurityEventType::DeviceTrusted, session, &self.origin);
+        let checked = db::one_statement::trust(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            &self.fingerprint,
+            self.until,
+            session.now,
+            &event,
+        )?;
+        Ok(checked.map(|(_device, trusted)| trusted.into()))
+    }
 }
 
 /// `trustDevice`: trusts the caller's device with `fingerprint` until `until`.
@@ -128,6 +164,39 @@ pub fn untrust(
     )
 }
 
+/// `deleteDevice` on `device_id`, made from `origin` (an actor whose
+/// session is the caller's, filled in once the caller is known).
+pub struct Delete {
+    pub device_id: String,
+    pub origin: Actor,
+}
+
+impl OneStatement for Delete {
+    type Done = Outcome<Changed>;
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        let actor = self.origin.of_session(&caller.session_id);
+        delete(conn, caller, &actor, &self.device_id)
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let event = statement_event(SecurityEventType::DeviceRemoved, session, &self.origin);
+        let checked = db::one_statement::delete_device(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            &self.device_id,
+            session.now,
+            &event,
+        )?;
+        Ok(checked.map(|(_device, removed)| removed.into()))
+    }
+}
+
 /// `deleteDevice`: removes the device and its sessions.
 pub fn delete(
     conn: &mut AnyConnection,
@@ -145,6 +214,44 @@ pub fn delete(
         actor,
         now,
     )
+}
+
+/// `renameDevice` on `device_id`, to `name` (already trimmed and not
+/// blank), made from `origin` (an actor whose session is the caller's,
+/// filled in once the caller is known). Done: the outcome, and the caller
+/// (the device is shown as they see it).
+pub struct Rename {
+    pub device_id: String,
+    pub name: String,
+    pub origin: Actor,
+}
+
+impl OneStatement for Rename {
+    type Done = (Outcome<DeviceRow>, Caller);
+
+    fn run(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Self::Done, Error> {
+        let actor = self.origin.of_session(&caller.session_id);
+        let renamed = rename(conn, caller, &actor, &self.device_id, &self.name)?;
+        Ok((renamed, caller.clone()))
+    }
+
+    fn run_checked(
+        &self,
+        conn: &mut PgConnection,
+        session: &SessionOf,
+    ) -> Result<Option<Self::Done>, Error> {
+        let event = statement_event(SecurityEventType::DeviceRenamed, session, &self.origin);
+        let checked = db::one_statement::rename(
+            conn,
+            &session.user_id,
+            &session.session_id,
+            &self.device_id,
+            &self.name,
+            session.now,
+            &event,
+        )?;
+        Ok(checked.map(|(caller_device, renamed)| (renamed.into(), session.caller(caller_device))))
+    }
 }
 
 /// `renameDevice`: gives the device `name` (already trimmed and not blank);

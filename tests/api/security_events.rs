@@ -594,3 +594,31 @@ backend_test!(the_server_prunes_in_the_background, |app| {
     }
     assert_eq!(left, 1, "the old events are gone, the sign-in stays");
 });
+
+backend_test!(a_revoked_or_expired_token_lists_no_events, |app| {
+    // The session check is part of the page's own query: it must refuse a
+    // session the user has others beside, and a page that holds no event.
+    let laptop = app.login("alice", "Laptop", None).await;
+    let phone = app.login("alice", "Phone", None).await;
+    let revoked = app
+        .post(
+            &format!("/sessions/{}/revoke", phone.session_id),
+            &laptop.token,
+        )
+        .await;
+    assert_eq!(revoked.status, 200);
+    assert_eq!(app.get("/security-events", &phone.token).await.status, 401);
+    assert_eq!(app.get("/security-events", &laptop.token).await.status, 200);
+    // Bob has no event once his are pruned: his page is empty.
+    let bob = app.login("bob", "Laptop", None).await;
+    app.execute_sql("DELETE FROM security_events WHERE user_id = 'bob'")
+        .await;
+    let empty = app.get("/security-events", &bob.token).await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.body["events"], serde_json::json!([]));
+    let revoke_all = app.post("/sessions/revoke-all", &bob.token).await;
+    assert_eq!(revoke_all.status, 200);
+    app.execute_sql("DELETE FROM security_events WHERE user_id = 'bob'")
+        .await;
+    assert_eq!(app.get("/security-events", &bob.token).await.status, 401);
+});

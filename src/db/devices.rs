@@ -24,29 +24,38 @@ pub fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<Devi
         .load(conn)
 }
 
-/// [`list_for_user`] for the caller `user_id`/`session_id` with its session
-/// check in the same query: the caller's active session joined to the
-/// user's devices. `None` when the session is not active at `now`, else the
-/// device of the caller's session and the devices.
+/// [`list_for_user`] for the caller `user_id`/`session_id`, with its
+/// session check in the same query: a scalar subquery beside each device, so
+/// the listing is read by its index as [`list_for_user`] reads it (a join from
+/// the caller's session measured slower on PostgreSQL: docs/performance.md).
+/// `None` when the session is not active at `now`, else the device of the
+/// caller's session and the devices. A user without devices has no row to
+/// carry the check: it is made on its own then, a second query.
 pub fn list_for_session(
     conn: &mut AnyConnection,
     user_id: &str,
     session_id: &str,
     now: NaiveDateTime,
 ) -> Result<Option<(String, Vec<DeviceRow>)>, Error> {
-    let rows: Vec<(String, Option<DeviceRow>)> = sessions::table
-        .left_join(devices::table.on(devices::user_id.eq(sessions::user_id)))
+    let caller_device = sessions::table
         .filter(owned_active(user_id, session_id, now))
+        .select(sessions::device_id)
+        .single_value();
+    let rows: Vec<(Option<String>, DeviceRow)> = devices::table
+        .filter(devices::user_id.eq(user_id))
         .order((devices::last_seen.desc(), devices::id))
-        .select((sessions::device_id, Option::<DeviceRow>::as_select()))
+        .select((caller_device, DeviceRow::as_select()))
         .load(conn)?;
     let Some((caller_device, _)) = rows.first() else {
+        let caller_device = super::sessions::active_device(conn, user_id, session_id, now)?;
+        return Ok(caller_device.map(|device| (device, Vec::new())));
+    };
+    let Some(caller_device) = caller_device.clone() else {
         return Ok(None);
     };
-    let caller_device = caller_device.clone();
     Ok(Some((
         caller_device,
-        rows.into_iter().filter_map(|(_, device)| device).collect(),
+        rows.into_iter().map(|(_, device)| device).collect(),
     )))
 }
 

@@ -13,16 +13,17 @@
 //! concurrent requests of two servers cannot deadlock on each other.
 //!
 //! The query builder cannot write a data-modifying CTE, so these are SQL text,
-//! prepared once per connection by Diesel's statement cache (the text is
-//! constant). SQLite runs the same operations statement by statement inside
+//! kept prepared once per connection by Diesel's statement cache ([`kept`]:
+//! the text is constant). SQLite runs the same operations statement by statement inside
 //! the writer's transaction (`domain`), where a statement is a function call.
 
 use std::sync::LazyLock;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::{
-    pg::PgConnection,
+    pg::{Pg, PgConnection},
     prelude::*,
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
     result::Error,
     sql_types::{BigInt, Nullable, Text, Timestamp},
 };
@@ -32,6 +33,39 @@ use super::{
     models::{DeviceRow, SecurityEventRow},
     webhook_deliveries::{self, PENDING},
 };
+
+/// `query` kept prepared on its connection. `diesel::sql_query` marks every
+/// text unsafe to cache, since it cannot know the text is constant, so
+/// PostgreSQL would parse and plan these statements (several CTEs each) on
+/// every request; every text of this module is constant, so the statement
+/// cache may key it by its text (the same reasoning as `prepared::update`).
+/// Only for a direct `PgConnection`: the cache asks the query itself.
+fn kept<Q>(query: Q) -> KeptPrepared<Q> {
+    KeptPrepared(query)
+}
+
+struct KeptPrepared<Q>(Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for KeptPrepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for KeptPrepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for KeptPrepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for KeptPrepared<Q> {}
 
 /// The session check: `$1` user, `$2` session, `$3` now.
 const CALLER: &str = "caller AS (
@@ -65,8 +99,9 @@ pub fn heartbeat(
     wanted: NaiveDateTime,
     max_lifetime: Option<TimeDelta>,
 ) -> Result<Checked<Option<NaiveDateTime>>, Error> {
-    let row: HeartbeatRow = diesel::sql_query(format!(
-        "WITH {CALLER},
+    let row: HeartbeatRow = kept(
+        diesel::sql_query(format!(
+            "WITH {CALLER},
         target AS (
             SELECT s.id, s.device_id FROM sessions s
             WHERE EXISTS (SELECT 1 FROM caller)
@@ -88,13 +123,14 @@ pub fn heartbeat(
         )
         SELECT (SELECT device_id FROM caller) AS caller_device,
                (SELECT expires_at FROM touched) AS new_expiry"
-    ))
-    .bind::<Text, _>(user_id)
-    .bind::<Text, _>(session_id)
-    .bind::<Timestamp, _>(now)
-    .bind::<Text, _>(target)
-    .bind::<Timestamp, _>(wanted)
-    .bind::<Nullable<BigInt>, _>(max_lifetime.and_then(|max| max.num_microseconds()))
+        ))
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(target)
+        .bind::<Timestamp, _>(wanted)
+        .bind::<Nullable<BigInt>, _>(max_lifetime.and_then(|max| max.num_microseconds())),
+    )
     .get_result(conn)?;
     Ok(row.caller_device.map(|device| (device, row.new_expiry)))
 }
@@ -123,8 +159,9 @@ pub fn untrust(
     now: NaiveDateTime,
     event: &SecurityEventRow,
 ) -> Result<Checked<Option<Changed>>, Error> {
-    let row: UntrustRow = diesel::sql_query(format!(
-        "WITH {CALLER},
+    let row: UntrustRow = kept(
+        diesel::sql_query(format!(
+            "WITH {CALLER},
         device AS (
             UPDATE devices
             SET is_trusted = FALSE, trust_level = $5, trust_expires_at = NULL
@@ -158,19 +195,20 @@ pub fn untrust(
                (SELECT device_name FROM device) AS device_name,
                (SELECT count(*) FROM revoked) AS revoked,
                (SELECT count(*) FROM outbox) AS enqueued"
-    ))
-    .bind::<Text, _>(user_id)
-    .bind::<Text, _>(session_id)
-    .bind::<Timestamp, _>(now)
-    .bind::<Text, _>(device_id)
-    .bind::<Text, _>(TRUST_LEVEL_UNTRUSTED)
-    .bind::<Text, _>(&event.id)
-    .bind::<Text, _>(&event.event_type)
-    .bind::<Nullable<Text>, _>(&event.actor_session_id)
-    .bind::<Nullable<Text>, _>(&event.ip_address)
-    .bind::<Nullable<Text>, _>(&event.user_agent)
-    .bind::<Nullable<Text>, _>(&event.actor_service)
-    .bind::<Text, _>(PENDING)
+        ))
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(device_id)
+        .bind::<Text, _>(TRUST_LEVEL_UNTRUSTED)
+        .bind::<Text, _>(&event.id)
+        .bind::<Text, _>(&event.event_type)
+        .bind::<Nullable<Text>, _>(&event.actor_session_id)
+        .bind::<Nullable<Text>, _>(&event.ip_address)
+        .bind::<Nullable<Text>, _>(&event.user_agent)
+        .bind::<Nullable<Text>, _>(&event.actor_service)
+        .bind::<Text, _>(PENDING),
+    )
     .get_result(conn)?;
     if row.enqueued > 0 {
         webhook_deliveries::hint_enqueued();
@@ -313,7 +351,7 @@ pub fn revoke_session(
         .bind::<Text, _>(session_id)
         .bind::<Timestamp, _>(now)
         .bind::<Text, _>(target);
-    let written: Written = bind_event!(query, event).get_result(conn)?;
+    let written: Written = kept(bind_event!(query, event)).get_result(conn)?;
     Ok(written
         .checked()
         .map(|(caller_device, written)| (caller_device, written.changed() > 0)))
@@ -362,7 +400,7 @@ pub fn revoke_sessions(
     .bind::<Text, _>(user_id)
     .bind::<Text, _>(session_id)
     .bind::<Timestamp, _>(now);
-    let written: Written = bind_event!(query, event).get_result(conn)?;
+    let written: Written = kept(bind_event!(query, event)).get_result(conn)?;
     Ok(written
         .checked()
         .map(|(caller_device, written)| (caller_device, written.changed())))
@@ -419,7 +457,7 @@ pub fn trust(
         .bind::<Text, _>(fingerprint)
         .bind::<Text, _>(TRUST_LEVEL_TRUSTED)
         .bind::<Timestamp, _>(until);
-    let written: Written = bind_event!(query, event).get_result(conn)?;
+    let written: Written = kept(bind_event!(query, event)).get_result(conn)?;
     Ok(written
         .checked()
         .map(|(caller_device, written)| (caller_device, written.device(0))))
@@ -467,7 +505,7 @@ pub fn delete_device(
         .bind::<Text, _>(session_id)
         .bind::<Timestamp, _>(now)
         .bind::<Text, _>(device_id);
-    let written: Written = bind_event!(query, event).get_result(conn)?;
+    let written: Written = kept(bind_event!(query, event)).get_result(conn)?;
     Ok(written.checked().map(|(caller_device, written)| {
         let revoked = written.changed();
         (caller_device, written.device(revoked))
@@ -522,7 +560,7 @@ pub fn rename(
         .bind::<Timestamp, _>(now)
         .bind::<Text, _>(device_id)
         .bind::<Text, _>(name);
-    let row: RenamedRow = bind_event!(query, event).get_result(conn)?;
+    let row: RenamedRow = kept(bind_event!(query, event)).get_result(conn)?;
     if row.enqueued > 0 {
         webhook_deliveries::hint_enqueued();
     }

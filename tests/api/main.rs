@@ -15,6 +15,7 @@ mod hostile;
 mod logs;
 mod metrics;
 mod platform;
+mod prepared_statements;
 mod races;
 mod request_ids;
 mod routing;

@@ -46,17 +46,7 @@ pub fn list_for_session(
         .order((devices::last_seen.desc(), devices::id))
         .select((caller_device, DeviceRow::as_select()))
         .load(conn)?;
-    let Some((caller_device, _)) = rows.first() else {
-        let caller_device = super::sessions::active_device(conn, user_id, session_id, now)?;
-        return Ok(caller_device.map(|device| (device, Vec::new())));
-    };
-    let Some(caller_device) = caller_device.clone() else {
-        return Ok(None);
-    };
-    Ok(Some((
-        caller_device,
-        rows.into_iter().map(|(_, device)| device).collect(),
-    )))
+    super::sessions::checked_rows(conn, rows, user_id, session_id, now)
 }
 
 pub fn find_for_user(

@@ -220,17 +220,7 @@ pub fn page_for_session(
         query = query.filter(listed_after(after.occurred_at, after.id.clone()));
     }
     let rows: Vec<(Option<String>, SecurityEventRow)> = query.load(conn)?;
-    let Some((caller_device, _)) = rows.first() else {
-        let caller_device = super::sessions::active_device(conn, user_id, session_id, now)?;
-        return Ok(caller_device.map(|device| (device, Vec::new())));
-    };
-    let Some(caller_device) = caller_device.clone() else {
-        return Ok(None);
-    };
-    Ok(Some((
-        caller_device,
-        rows.into_iter().map(|(_, event)| event).collect(),
-    )))
+    super::sessions::checked_rows(conn, rows, user_id, session_id, now)
 }
 
 /// Deletes up to `batch` events (of any user) older than `cutoff`, oldest

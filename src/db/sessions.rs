@@ -273,3 +273,27 @@ pub fn revoke_beyond(
         .execute(conn)?;
     Ok(beyond)
 }
+
+/// The rows of a query that carried its session check as a scalar
+/// subquery beside each row (`Some(device)` when the session is active):
+/// `None` when it is not, else the caller's device and the rows. No row
+/// carried the check when there were none: it is then made on its own.
+pub(crate) fn checked_rows<T>(
+    conn: &mut AnyConnection,
+    rows: Vec<(Option<String>, T)>,
+    user_id: &str,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(String, Vec<T>)>, Error> {
+    let Some((caller_device, _)) = rows.first() else {
+        let caller_device = active_device(conn, user_id, session_id, now)?;
+        return Ok(caller_device.map(|device| (device, Vec::new())));
+    };
+    let Some(caller_device) = caller_device.clone() else {
+        return Ok(None);
+    };
+    Ok(Some((
+        caller_device,
+        rows.into_iter().map(|(_, row)| row).collect(),
+    )))
+}

@@ -259,23 +259,63 @@ def _platform_listing(case, label: str) -> None:
         case.path_parameters = {**case.path_parameters, "userId": SHARED["user"]}
 
 
+def _as_sent(value: object) -> str | None:
+    """A query or path value as it goes on the wire, or None for a structure.
+
+    Generated values are strings, but in the stateful phase a link can fill a
+    parameter from a response field of another type (a count of 0 becomes
+    `cursor=0`), which is just as schema-valid once sent.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    return None
+
+
+# Operations whose cursor is sealed by the server (and, for the platform's,
+# for one user): a cursor valid per the spec must be a real one.
+CURSOR_OPERATIONS = {
+    "GET /security-events",
+    "GET /platform/users/{userId}/security-events",
+}
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    """listUserSecurityEvents with a cursor valid per the spec: alice's real one,
-    with her id, in every phase. `map_case` does the same, but in the stateful
-    phase a link sets the path's userId after it (a user another call signed
-    in), and a cursor is sealed for one user: without this, such a call is a
-    schema-valid request refused with the 400 of a forged cursor."""
-    if context.operation.label != "GET /platform/users/{userId}/security-events":
+    """What `map_case` guarantees, again right before sending, in every phase.
+
+    In the stateful phase a link fills parameters after `map_case` ran (a user
+    another call signed in, a response field as the cursor), so:
+    - a cursor valid per the spec becomes alice's real one, and on the
+      platform's listing the path's userId becomes alice's (a cursor is
+      sealed for one user; otherwise such a call is a schema-valid request
+      refused with the 400 of a forged cursor);
+    - alice is never the target of a platform operation that ends or erases
+      what a user has, nor signed in again (her token must outlive the run).
+    """
+    label = context.operation.label
+    if label in PLATFORM_DESTRUCTIVE:
+        if _as_sent((case.path_parameters or {}).get("userId")) == SHARED["user"]:
+            case.path_parameters = {**case.path_parameters, "userId": f"st-{uuid.uuid4().hex[:16]}"}
+        return
+    if label == "POST /platform/sessions":
+        body = case.body
+        if isinstance(body, dict) and _as_sent(body.get("userId")) == SHARED["user"]:
+            case.body = {**body, "userId": f"st-{uuid.uuid4().hex[:16]}"}
+        return
+    if label not in CURSOR_OPERATIONS:
         return
     query = case.query if isinstance(case.query, dict) else {}
-    cursor = query.get("cursor")
-    user = (case.path_parameters or {}).get("userId")
-    if not (isinstance(cursor, str) and VALID_CURSOR.fullmatch(cursor) and _valid_user_id(user)):
+    cursor = _as_sent(query.get("cursor"))
+    if cursor is None or not VALID_CURSOR.fullmatch(cursor):
         return  # no cursor, or a negative case: keep it
-    if cursor != SHARED["cursor"] or user != SHARED["user"]:
+    if label.startswith("GET /platform/"):
+        user = _as_sent((case.path_parameters or {}).get("userId"))
+        if user is None or not _valid_user_id(user):
+            return  # a negative case: keep it
         case.path_parameters = {**case.path_parameters, "userId": SHARED["user"]}
-        case.query = {**query, "cursor": SHARED["cursor"]}
+    case.query = {**query, "cursor": SHARED["cursor"]}
 
 
 def _replace_path_id(case, real_ids: list[str]) -> None:

@@ -807,6 +807,7 @@ def cmd_report(a):
                 if r.get("scenario"):
                     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
                     floor[r["scenario"]] = r
+    pg = a.db_kind == "postgres"
     rows = []
     for r in scenario_records:
         ratio = f"{r['rps'] / ceiling:.3f}" if ceiling else "-"
@@ -816,22 +817,33 @@ def cmd_report(a):
             label = label % a.alt
         # The server's own CPU time (user + system, /proc/PID/stat) per answered request:
         # what a request costs the server, apart from wrk and the loopback.
-        cpu = f"{r['cpu_s'] * 1e6 / r['requests']:.0f}" if r.get("cpu_s") and r["requests"] else "-"
+        cpu = per_request(r, "cpu_s")
         row = [label, f"{r['rps']:.0f}", f"{r['p50_us'] / 1000:.2f}",
                f"{r['p99_us'] / 1000:.2f}", f"{r['max_us'] / 1000:.0f}", errors, ratio,
                cpu, r["requests"], f"{r['rss_kb'] / 1024:.1f}"]
+        if pg:
+            # PostgreSQL's processes (backends, WAL writer, ...) per answered request:
+            # the database's share of the two cores, which the server's CPU does not show.
+            row += [per_request(r, "db_cpu_s")]
         if a.floor_results:
             f = floor.get(r["scenario"].removesuffix("-alt"))
             if f:
                 f_errors = f["err_status"] + f["err_connect"] + f["err_read"] + f["err_write"] + f["err_timeout"]
-                row += [f"{r['rps'] / f['rps']:.2f}", f"{f['rps']:.0f}", f"{f['p99_us'] / 1000:.2f}", f_errors]
+                row += [f"{r['rps'] / f['rps']:.2f}", f"{f['rps']:.0f}", f"{f['p99_us'] / 1000:.2f}", f_errors,
+                        per_request(f, "cpu_s")]
+                if pg:
+                    row += [per_request(f, "db_cpu_s")]
             else:
-                row += ["-", "-", "-", "-"]
+                row += ["-"] * (6 if pg else 5)
         rows.append(row)
     headers = ["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx+err", "rps / healthz",
                "server CPU us/req", "requests", "RSS after MiB"]
+    if pg:
+        headers += ["postgres CPU us/req"]
     if a.floor_results:
-        headers += ["÷ floor", "floor req/s", "floor p99 ms", "floor non-2xx+err"]
+        headers += ["÷ floor", "floor req/s", "floor p99 ms", "floor non-2xx+err", "floor CPU us/req"]
+        if pg:
+            headers += ["floor's postgres CPU us/req"]
     print(table(headers, rows, "<" + ">" * (len(headers) - 1)))
     ends = [r for r in records if "hwm_kb" in r]
     end = ends[0]
@@ -844,6 +856,12 @@ def cmd_report(a):
         print()
         print(f"issue 8 targets ({a.db_kind}):")
         print(table(["figure", "this run", "target", "met"], targets(a.db_kind, by, hwm), "<>><"))
+
+
+def per_request(record, key):
+    """CPU seconds of `key` in a scenario's record, in µs per answered request."""
+    seconds, requests = record.get(key), record.get("requests")
+    return f"{seconds * 1e6 / requests:.0f}" if seconds is not None and requests else "-"
 
 
 VOLUME_SCENARIOS = {

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """bench/callgrind/drive.py PORT REQFILE START N CONNECTIONS: sends lines
 [START, START+N) of a bench .req file (METHOD PATH TOKEN) over CONNECTIONS
-keep-alive connections; heartbeat.req is cycled. Fails on a non-2xx."""
+keep-alive connections; every file but untrust.req is cycled. Fails on a non-2xx."""
 import http.client, sys, threading
 port, reqfile, start, n, conns = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 lines = [l.split() for l in open(reqfile).read().splitlines() if l.strip()]
-if reqfile.endswith("heartbeat.req"):
+if not reqfile.endswith("untrust.req"):  # reads and heartbeats repeat; an untrust is once per device
     lines = [lines[i % len(lines)] for i in range(start + n)]
 todo = lines[start:start + n]
 assert len(todo) == n, (len(todo), n)

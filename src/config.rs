@@ -155,6 +155,10 @@ pub enum ServiceKeyCommand {
     },
 }
 
+/// Connections of the pool beside the database threads': the retention
+/// task's and the webhook dispatcher's.
+const BACKGROUND_CONNECTIONS: usize = 2;
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -164,13 +168,14 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
     /// Threads per HTTP worker that run database calls. A few per core is
-    /// fastest (more only add context switches and lock contention); keep
-    /// DB_POOL_SIZE at least workers x this.
+    /// fastest (more only add context switches and lock contention; fewer
+    /// leave PostgreSQL commits ungrouped).
     #[arg(long, env = "BLOCKING_THREADS", default_value_t = 4)]
     pub blocking_threads: usize,
-    /// Database connections kept at most.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
-    pub db_pool_size: u32,
+    /// Database connections kept at most (default: one per database thread,
+    /// workers x BLOCKING_THREADS, plus 2 for the background tasks).
+    #[arg(long, env = "DB_POOL_SIZE")]
+    pub db_pool_size: Option<u32>,
     /// How long a request waits for a database connection before answering 503, in milliseconds.
     #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_pool_timeout_ms: u64,
@@ -264,9 +269,23 @@ impl ServeArgs {
         }
     }
 
+    /// HTTP workers: as given, else one per CPU core (actix's own default).
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// Every database thread has a connection of its own, so that none of
+    /// them waits for one; the retention task and the webhook dispatcher
+    /// take theirs beside them.
     pub fn pool(&self) -> PoolSettings {
+        let per_thread = self.workers() * self.blocking_threads.max(1) + BACKGROUND_CONNECTIONS;
         PoolSettings {
-            max_size: self.db_pool_size.max(1),
+            max_size: self
+                .db_pool_size
+                .unwrap_or_else(|| u32::try_from(per_thread).unwrap_or(u32::MAX))
+                .max(1),
             acquire_timeout: Duration::from_millis(self.db_pool_timeout_ms.max(1)),
         }
     }

@@ -73,7 +73,7 @@ impl ServerOptions {
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
         Ok(Self {
             bind_addr: args.bind_addr.clone(),
-            workers: args.workers,
+            workers: Some(args.workers()),
             rate_limit: RateLimitSettings::new(args.rate_limit_rps, args.rate_limit_burst)
                 .map(|settings| settings.with_ipv6_prefix(args.rate_limit_ipv6_prefix)),
             blocking_threads: Some(args.blocking_threads),

@@ -311,6 +311,71 @@ async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
     assert_eq!(trusted, 2);
 }
 
+/// The pool's size `serve` settles on, read from its metrics: the real
+/// binary in development mode with `env` added.
+async fn served_pool_size(env: &[(&str, &str)]) -> f64 {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command
+        .arg("serve")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("pool.db").display()),
+        )
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("METRICS_PUBLIC", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut server = command.spawn().unwrap();
+    // Kept open until the server is stopped: it prints more lines (the demo
+    // token), and a closed pipe would fail those prints.
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let swagger = lines.next().unwrap().unwrap();
+    let base = swagger
+        .strip_prefix("Swagger UI: ")
+        .and_then(|url| url.strip_suffix("/swagger-ui/"))
+        .unwrap_or_else(|| panic!("first line names Swagger UI: {swagger}"))
+        .to_owned();
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(lines);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("flashback_db_pool_max_connections "))
+        .unwrap_or_else(|| panic!("no pool size in the metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_pool_has_a_connection_per_database_thread_unless_sized() {
+    // 3 workers x 2 threads, and the 2 of the background tasks.
+    assert_eq!(
+        served_pool_size(&[("WORKERS", "3"), ("BLOCKING_THREADS", "2")]).await,
+        8.0
+    );
+    assert_eq!(
+        served_pool_size(&[
+            ("WORKERS", "3"),
+            ("BLOCKING_THREADS", "2"),
+            ("DB_POOL_SIZE", "5")
+        ])
+        .await,
+        5.0
+    );
+}
+
 #[test]
 fn webhook_secret_prints_a_standard_webhooks_secret() {
     let output = binary().args(["webhook", "secret"]).output().unwrap();

@@ -4,8 +4,10 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
+use super::direct::Direct;
+
 use super::{
-    models::{DeviceRow, SessionRow},
+    models::{columns_of, DeviceRow, SessionRow},
     one_statement::Checked,
     prepared,
     schema::{devices, sessions},
@@ -20,8 +22,8 @@ pub fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<Devi
     devices::table
         .filter(devices::user_id.eq(user_id))
         .order((devices::last_seen.desc(), devices::id))
-        .select(DeviceRow::as_select())
-        .load(conn)
+        .select(columns_of::<DeviceRow>())
+        .load_direct(conn)
 }
 
 /// [`list_for_user`] for the caller `user_id`/`session_id`, with its
@@ -44,8 +46,8 @@ pub fn list_for_session(
     let rows: Vec<(Option<String>, DeviceRow)> = devices::table
         .filter(devices::user_id.eq(user_id))
         .order((devices::last_seen.desc(), devices::id))
-        .select((caller_device, DeviceRow::as_select()))
-        .load(conn)?;
+        .select((caller_device, columns_of::<DeviceRow>()))
+        .load_direct(conn)?;
     super::sessions::checked_rows(conn, rows, user_id, session_id, now)
 }
 
@@ -56,8 +58,8 @@ pub fn find_for_user(
 ) -> Result<Option<DeviceRow>, Error> {
     devices::table
         .filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id)))
-        .select(DeviceRow::as_select())
-        .first(conn)
+        .select(columns_of::<DeviceRow>())
+        .first_direct(conn)
         .optional()
 }
 
@@ -99,10 +101,10 @@ pub fn find_for_session(
         ))
         .select((
             sessions::device_id,
-            Option::<DeviceRow>::as_select(),
+            columns_of::<DeviceRow>().nullable(),
             listed.fields(sessions::all_columns).nullable(),
         ))
-        .load(conn)?;
+        .load_direct(conn)?;
     let Some((caller_device, device, _)) = rows.first() else {
         return Ok(None);
     };
@@ -128,15 +130,15 @@ pub fn find_by_fingerprint(
                 .eq(user_id)
                 .and(devices::fingerprint.eq(fingerprint)),
         )
-        .select(DeviceRow::as_select())
-        .first(conn)
+        .select(columns_of::<DeviceRow>())
+        .first_direct(conn)
         .optional()
 }
 
 pub fn insert(conn: &mut AnyConnection, device: &DeviceRow) -> Result<(), Error> {
     diesel::insert_into(devices::table)
         .values(device)
-        .execute(conn)
+        .execute_direct(conn)
         .map(drop)
 }
 
@@ -157,7 +159,7 @@ pub fn record_sign_in(conn: &mut AnyConnection, seen: &DeviceRow) -> Result<(), 
             devices::last_seen.eq(seen.last_seen),
         ),
     )
-    .execute(conn)
+    .execute_direct(conn)
     .map(drop)
 }
 
@@ -189,7 +191,7 @@ pub fn trust(
             devices::trust_expires_at.eq(Some(until)),
         ),
     )
-    .execute(conn)?;
+    .execute_direct(conn)?;
     if updated == 0 {
         return Ok(None);
     }
@@ -224,7 +226,7 @@ pub fn untrust(
         ),
     )
     .returning(devices::device_name)
-    .get_result::<String>(conn)
+    .get_result_direct::<String>(conn)
     .optional()?;
     let Some(name) = name else {
         return Ok(None);
@@ -236,7 +238,7 @@ pub fn untrust(
         sessions::device_id.eq(device_id).and(active_at(now)),
         sessions::revoked_at.eq(Some(now)),
     )
-    .execute(conn)?;
+    .execute_direct(conn)?;
     Ok(Some(Changed {
         id: device_id.to_owned(),
         name,
@@ -262,15 +264,16 @@ pub fn delete(
     let active: i64 = sessions::table
         .filter(sessions::device_id.eq(device_id).and(active_at(now)))
         .count()
-        .get_result(conn)?;
+        .get_result_direct(conn)?;
     let deleted = diesel::delete(
         devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
     )
-    .execute(conn)?;
+    .execute_direct(conn)?;
     if deleted == 0 {
         return Ok(None);
     }
-    diesel::delete(sessions::table.filter(sessions::device_id.eq(device_id))).execute(conn)?;
+    diesel::delete(sessions::table.filter(sessions::device_id.eq(device_id)))
+        .execute_direct(conn)?;
     Ok(Some(Changed {
         id: device.id,
         name: device.device_name,
@@ -279,7 +282,7 @@ pub fn delete(
 }
 
 pub fn count_all(conn: &mut AnyConnection) -> Result<i64, Error> {
-    devices::table.count().get_result(conn)
+    devices::table.count().get_result_direct(conn)
 }
 
 /// Renames the user's device; returns it as it is now, or `None` when the
@@ -294,7 +297,7 @@ pub fn rename(
         devices::table.filter(devices::id.eq(device_id).and(devices::user_id.eq(user_id))),
     )
     .set(devices::device_name.eq(name))
-    .execute(conn)?;
+    .execute_direct(conn)?;
     if renamed == 0 {
         return Ok(None);
     }
@@ -312,8 +315,8 @@ pub fn delete_all_for_user(
     let active: i64 = sessions::table
         .filter(sessions::user_id.eq(user_id).and(active_at(now)))
         .count()
-        .get_result(conn)?;
-    diesel::delete(devices::table.filter(devices::user_id.eq(user_id))).execute(conn)?;
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+        .get_result_direct(conn)?;
+    diesel::delete(devices::table.filter(devices::user_id.eq(user_id))).execute_direct(conn)?;
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute_direct(conn)?;
     Ok(usize::try_from(active).unwrap_or(0))
 }

@@ -23,8 +23,10 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
+use super::direct::Direct;
+
 use super::{
-    models::SecurityEventRow,
+    models::{columns_of, SecurityEventRow},
     one_statement::Checked,
     schema::{security_events, sessions},
     sessions::owned_active,
@@ -129,7 +131,7 @@ pub fn record(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(), 
             security_events::user_agent.eq(&event.user_agent),
             security_events::actor_service.eq(&event.actor_service),
         ))
-        .execute(conn)?;
+        .execute_direct(conn)?;
     super::webhook_deliveries::enqueue(conn, event)
 }
 
@@ -139,7 +141,7 @@ pub const USER_DATA_DELETED: &str = "USER_DATA_DELETED";
 /// Deletes every event of the user; returns how many.
 pub fn delete_all_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<usize, Error> {
     diesel::delete(security_events::table.filter(security_events::user_id.eq(user_id)))
-        .execute(conn)
+        .execute_direct(conn)
 }
 
 /// A place in a user's listing: the last event of a page.
@@ -167,7 +169,7 @@ pub fn page(
             security_events::id.desc(),
         ))
         .limit(limit)
-        .select(SecurityEventRow::as_select())
+        .select(columns_of::<SecurityEventRow>())
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(listed_after(after.occurred_at, after.id.clone()));
@@ -214,7 +216,7 @@ pub fn page_for_session(
             security_events::id.desc(),
         ))
         .limit(limit)
-        .select((caller_device, SecurityEventRow::as_select()))
+        .select((caller_device, columns_of::<SecurityEventRow>()))
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(listed_after(after.occurred_at, after.id.clone()));
@@ -236,11 +238,12 @@ pub fn prune_before(
         .order(security_events::occurred_at)
         .limit(batch)
         .select(security_events::id)
-        .load(conn)?;
+        .load_direct(conn)?;
     if ids.is_empty() {
         return Ok(0);
     }
-    diesel::delete(security_events::table.filter(security_events::id.eq_any(&ids))).execute(conn)
+    diesel::delete(security_events::table.filter(security_events::id.eq_any(&ids)))
+        .execute_direct(conn)
 }
 
 #[cfg(test)]

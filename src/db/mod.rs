@@ -5,6 +5,7 @@
 //! blocking pool), so that no actix worker ever waits for the database.
 
 pub mod devices;
+pub mod direct;
 pub mod events;
 pub mod models;
 pub mod one_statement;

@@ -5,6 +5,14 @@ use diesel::prelude::*;
 
 use super::schema::{devices, security_events, server_keys, service_keys, sessions};
 
+/// The columns a row type reads, in its fields' order, for either backend:
+/// what `as_select()` selects, without binding the query to one backend (as
+/// `as_select()` does), so that it can run on the connection inside an
+/// `AnyConnection` (see `db::direct`). The row is read by `Queryable`.
+pub fn columns_of<T: Selectable<diesel::sqlite::Sqlite>>() -> T::SelectExpression {
+    T::construct_selection()
+}
+
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = devices)]
 pub struct DeviceRow {

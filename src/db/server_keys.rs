@@ -7,6 +7,8 @@ use diesel::{
     result::{DatabaseErrorKind, Error},
 };
 
+use super::direct::Direct;
+
 use super::{models::ServerKeyRow, schema::server_keys, AnyConnection};
 
 /// The secret kept for `purpose`; the first caller stores `fresh()`. Two
@@ -28,7 +30,7 @@ pub fn load_or_create(
     };
     match diesel::insert_into(server_keys::table)
         .values(&row)
-        .execute(conn)
+        .execute_direct(conn)
     {
         Ok(_) | Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
         Err(e) => return Err(e),
@@ -40,6 +42,6 @@ fn find(conn: &mut AnyConnection, purpose: &str) -> Result<Option<String>, Error
     server_keys::table
         .filter(server_keys::purpose.eq(purpose))
         .select(server_keys::secret)
-        .first(conn)
+        .first_direct(conn)
         .optional()
 }

@@ -7,13 +7,19 @@ use diesel::{
     result::{DatabaseErrorKind, Error},
 };
 
-use super::{models::ServiceKeyRow, schema::service_keys, AnyConnection};
+use super::direct::Direct;
+
+use super::{
+    models::{columns_of, ServiceKeyRow},
+    schema::service_keys,
+    AnyConnection,
+};
 
 /// Stores a new key; `false` when a key of that name exists already.
 pub fn create(conn: &mut AnyConnection, row: &ServiceKeyRow) -> Result<bool, Error> {
     match diesel::insert_into(service_keys::table)
         .values(row)
-        .execute(conn)
+        .execute_direct(conn)
     {
         Ok(_) => Ok(true),
         Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
@@ -25,14 +31,14 @@ pub fn create(conn: &mut AnyConnection, row: &ServiceKeyRow) -> Result<bool, Err
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<ServiceKeyRow>, Error> {
     service_keys::table
         .order(service_keys::name)
-        .select(ServiceKeyRow::as_select())
-        .load(conn)
+        .select(columns_of::<ServiceKeyRow>())
+        .load_direct(conn)
 }
 
 /// Deletes the key named `name`; `false` when there is none.
 pub fn revoke(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
     diesel::delete(service_keys::table.filter(service_keys::name.eq(name)))
-        .execute(conn)
+        .execute_direct(conn)
         .map(|deleted| deleted > 0)
 }
 
@@ -43,8 +49,8 @@ pub fn find_by_hash(
 ) -> Result<Option<ServiceKeyRow>, Error> {
     service_keys::table
         .filter(service_keys::key_hash.eq(key_hash))
-        .select(ServiceKeyRow::as_select())
-        .first(conn)
+        .select(columns_of::<ServiceKeyRow>())
+        .first_direct(conn)
         .optional()
 }
 
@@ -67,6 +73,6 @@ pub fn touch(
         ),
     )
     .set(service_keys::last_used_at.eq(Some(now)))
-    .execute(conn)
+    .execute_direct(conn)
     .map(drop)
 }

@@ -5,8 +5,10 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
+use super::direct::Direct;
+
 use super::{
-    models::{DeviceRow, SessionRow, SessionWithDevice},
+    models::{columns_of, DeviceRow, SessionRow, SessionWithDevice},
     prepared,
     schema::{devices, sessions},
     AnyConnection,
@@ -42,7 +44,7 @@ pub fn active_device(
     sessions::table
         .filter(owned_active(user_id, session_id, now))
         .select(sessions::device_id)
-        .first(conn)
+        .first_direct(conn)
         .optional()
 }
 
@@ -57,8 +59,8 @@ pub fn active_with_device(
     sessions::table
         .inner_join(devices::table)
         .filter(owned_active(user_id, session_id, now))
-        .select((SessionRow::as_select(), DeviceRow::as_select()))
-        .first(conn)
+        .select((columns_of::<SessionRow>(), columns_of::<DeviceRow>()))
+        .first_direct(conn)
         .optional()
 }
 
@@ -71,8 +73,8 @@ pub fn list_active_for_user(
         .inner_join(devices::table)
         .filter(sessions::user_id.eq(user_id).and(active_at(now)))
         .order((sessions::last_activity.desc(), sessions::id))
-        .select((SessionRow::as_select(), devices::device_name))
-        .load(conn)
+        .select((columns_of::<SessionRow>(), devices::device_name))
+        .load_direct(conn)
 }
 
 /// [`list_active_for_user`] for the caller `user_id`/`session_id` with its
@@ -106,7 +108,7 @@ pub fn list_active_for_session(
             listed.fields(sessions::all_columns).nullable(),
             devices::device_name.nullable(),
         ))
-        .load(conn)?;
+        .load_direct(conn)?;
     let Some((caller_device, _, _)) = rows.first() else {
         return Ok(None);
     };
@@ -131,14 +133,14 @@ pub fn list_active_for_device(
     sessions::table
         .filter(sessions::device_id.eq(device_id).and(active_at(now)))
         .order((sessions::last_activity.desc(), sessions::id))
-        .select(SessionRow::as_select())
-        .load(conn)
+        .select(columns_of::<SessionRow>())
+        .load_direct(conn)
 }
 
 pub fn insert(conn: &mut AnyConnection, session: &SessionRow) -> Result<(), Error> {
     diesel::insert_into(sessions::table)
         .values(session)
-        .execute(conn)
+        .execute_direct(conn)
         .map(drop)
 }
 
@@ -155,7 +157,7 @@ pub fn revoke(
         owned_active(user_id, session_id, now),
         sessions::revoked_at.eq(Some(now)),
     )
-    .execute(conn)?;
+    .execute_direct(conn)?;
     if updated == 0 {
         return Ok(None);
     }
@@ -163,7 +165,7 @@ pub fn revoke(
         .inner_join(devices::table)
         .filter(sessions::id.eq(session_id))
         .select((devices::id, devices::device_name))
-        .first(conn)
+        .first_direct(conn)
         .optional()
 }
 
@@ -178,7 +180,7 @@ pub fn revoke_all(
         sessions::user_id.eq(user_id).and(active_at(now)),
         sessions::revoked_at.eq(Some(now)),
     )
-    .execute(conn)
+    .execute_direct(conn)
 }
 
 /// Revokes every active session of the caller but `keep`; returns how many.
@@ -196,40 +198,64 @@ pub fn revoke_all_except(
             .and(active_at(now)),
         sessions::revoked_at.eq(Some(now)),
     )
-    .execute(conn)
+    .execute_direct(conn)
 }
 
 /// Records activity on an active session of the caller (and its device) and
-/// moves its expiry to `new_expiry`. Must run inside a write transaction.
-/// Returns false when there is no such active session.
+/// moves its expiry to `new_expiry`, when the session started at
+/// `started_since` or later. Must run inside a write transaction. Returns
+/// false when there is no such session.
 pub fn heartbeat(
     conn: &mut AnyConnection,
     user_id: &str,
     session_id: &str,
     now: NaiveDateTime,
     new_expiry: NaiveDateTime,
+    started_since: NaiveDateTime,
 ) -> Result<bool, Error> {
-    // Device first, then session: the order untrust and delete lock rows in,
-    // so concurrent transactions cannot deadlock on PostgreSQL.
-    let device_of_session = sessions::table
-        .filter(owned_active(user_id, session_id, now))
-        .select(sessions::device_id);
-    prepared::update(
-        devices::table,
-        devices::id.eq_any(device_of_session),
-        devices::last_seen.eq(now),
-    )
-    .execute(conn)?;
-    let updated = prepared::update(
-        sessions::table,
-        owned_active(user_id, session_id, now),
-        (
-            sessions::last_activity.eq(now),
-            sessions::expires_at.eq(new_expiry),
-        ),
-    )
-    .execute(conn)?;
-    Ok(updated > 0)
+    let session_activity = (
+        sessions::last_activity.eq(now),
+        sessions::expires_at.eq(new_expiry),
+    );
+    let target =
+        || owned_active(user_id, session_id, now).and(sessions::started_at.ge(started_since));
+    match conn {
+        // A write transaction holds SQLite's one write lock from its start,
+        // so the order rows are written in cannot deadlock there: the
+        // session goes first and names its device, which is then updated by
+        // its key. (Found through a subquery, `IN (SELECT …)`, SQLite builds
+        // a temporary index for it on every run: docs/performance.md.)
+        AnyConnection::Sqlite(conn) => {
+            let device = prepared::update(sessions::table, target(), session_activity)
+                .returning(sessions::device_id)
+                .get_result::<String>(conn)
+                .optional()?;
+            let Some(device) = device else {
+                return Ok(false);
+            };
+            prepared::update(
+                devices::table,
+                devices::id.eq(device),
+                devices::last_seen.eq(now),
+            )
+            .execute(conn)?;
+            Ok(true)
+        }
+        // Device first, then session: the order untrust and delete lock rows
+        // in, so concurrent transactions cannot deadlock on PostgreSQL.
+        AnyConnection::Postgresql(conn) => {
+            let device_of_session = sessions::table.filter(target()).select(sessions::device_id);
+            prepared::update(
+                devices::table,
+                devices::id.eq_any(device_of_session),
+                devices::last_seen.eq(now),
+            )
+            .execute(conn)?;
+            let updated =
+                prepared::update(sessions::table, target(), session_activity).execute(conn)?;
+            Ok(updated > 0)
+        }
+    }
 }
 
 /// When the active session `session_id` of `user_id` started; `None` when
@@ -243,7 +269,7 @@ pub fn active_started_at(
     sessions::table
         .filter(owned_active(user_id, session_id, now))
         .select(sessions::started_at)
-        .first(conn)
+        .first_direct(conn)
         .optional()
 }
 
@@ -263,14 +289,14 @@ pub fn revoke_beyond(
         .offset(keep)
         .limit(i64::MAX)
         .select((sessions::id, devices::id, devices::device_name))
-        .load(conn)?;
+        .load_direct(conn)?;
     if beyond.is_empty() {
         return Ok(beyond);
     }
     let ids: Vec<&str> = beyond.iter().map(|(id, _, _)| id.as_str()).collect();
     diesel::update(sessions::table.filter(sessions::id.eq_any(ids)))
         .set(sessions::revoked_at.eq(Some(now)))
-        .execute(conn)?;
+        .execute_direct(conn)?;
     Ok(beyond)
 }
 

@@ -22,8 +22,10 @@ use diesel::{
     sql_types::{Bool, Timestamp},
 };
 
+use super::direct::Direct;
+
 use super::{
-    models::SecurityEventRow,
+    models::{columns_of, SecurityEventRow},
     schema::{security_events, webhook_deliveries as deliveries, webhook_endpoints},
     AnyConnection,
 };
@@ -71,11 +73,11 @@ pub const ENDPOINT_REMOVED: &str = "its URL is no longer in WEBHOOK_URLS";
 /// write transaction.
 pub fn set_endpoints(conn: &mut AnyConnection, urls: &[String]) -> Result<EndpointsChange, Error> {
     let previous = endpoints(conn)?;
-    diesel::delete(webhook_endpoints::table).execute(conn)?;
+    diesel::delete(webhook_endpoints::table).execute_direct(conn)?;
     for url in urls {
         diesel::insert_into(webhook_endpoints::table)
             .values(webhook_endpoints::url.eq(url))
-            .execute(conn)?;
+            .execute_direct(conn)?;
     }
     let gone = || {
         deliveries::table
@@ -86,7 +88,7 @@ pub fn set_endpoints(conn: &mut AnyConnection, urls: &[String]) -> Result<Endpoi
         .group_by(deliveries::url)
         .select((deliveries::url, count_star()))
         .order(deliveries::url)
-        .load(conn)?;
+        .load_direct(conn)?;
     if !expired.is_empty() {
         diesel::update(gone())
             .set((
@@ -94,7 +96,7 @@ pub fn set_endpoints(conn: &mut AnyConnection, urls: &[String]) -> Result<Endpoi
                 deliveries::claimed_until.eq(None::<NaiveDateTime>),
                 deliveries::last_error.eq(ENDPOINT_REMOVED),
             ))
-            .execute(conn)?;
+            .execute_direct(conn)?;
     }
     Ok(EndpointsChange { previous, expired })
 }
@@ -104,7 +106,7 @@ pub fn endpoints(conn: &mut AnyConnection) -> Result<Vec<String>, Error> {
     webhook_endpoints::table
         .select(webhook_endpoints::url)
         .order(webhook_endpoints::url)
-        .load(conn)
+        .load_direct(conn)
 }
 
 /// Adds a pending delivery of `event` for every endpoint, in one statement
@@ -132,7 +134,7 @@ pub fn enqueue(conn: &mut AnyConnection, event: &SecurityEventRow) -> Result<(),
             deliveries::next_attempt_at,
             deliveries::enqueued_at,
         ))
-        .execute(conn)?;
+        .execute_direct(conn)?;
     if inserted > 0 {
         hint_enqueued();
     }
@@ -190,7 +192,7 @@ pub fn claim(
             .filter(deliveries::event_id.eq_any(&ids)),
     )
     .set(deliveries::claimed_until.eq(lease_until))
-    .execute(conn)?;
+    .execute_direct(conn)?;
     Ok(due)
 }
 
@@ -247,7 +249,7 @@ pub fn due(
             deliveries::occurred_at,
             deliveries::enqueued_at,
         ))
-        .load(conn)?;
+        .load_direct(conn)?;
     let mut per_user_count = std::collections::HashMap::<String, usize>::new();
     let due: Vec<_> = due
         .into_iter()
@@ -263,8 +265,8 @@ pub fn due(
     let ids: Vec<&str> = due.iter().map(|(id, ..)| id.as_str()).collect();
     let mut events: std::collections::HashMap<String, SecurityEventRow> = security_events::table
         .filter(security_events::id.eq_any(&ids))
-        .select(SecurityEventRow::as_select())
-        .load(conn)?
+        .select(columns_of::<SecurityEventRow>())
+        .load_direct::<SecurityEventRow>(conn)?
         .into_iter()
         .map(|row| (row.id.clone(), row))
         .collect();
@@ -328,7 +330,7 @@ pub fn settle(
             deliveries::claimed_until.eq(None::<NaiveDateTime>),
             deliveries::attempts.eq(deliveries::attempts + 1),
         ))
-        .execute(conn)?;
+        .execute_direct(conn)?;
     }
     for (id, outcome) in outcomes {
         match outcome {
@@ -341,7 +343,7 @@ pub fn settle(
                         deliveries::claimed_until.eq(None::<NaiveDateTime>),
                         deliveries::last_error.eq(error),
                     ))
-                    .execute(conn)?;
+                    .execute_direct(conn)?;
             }
             Outcome::GiveUp { error } => {
                 diesel::update(row(id))
@@ -351,12 +353,12 @@ pub fn settle(
                         deliveries::claimed_until.eq(None::<NaiveDateTime>),
                         deliveries::last_error.eq(error),
                     ))
-                    .execute(conn)?;
+                    .execute_direct(conn)?;
             }
             Outcome::Release => {
                 diesel::update(row(id))
                     .set(deliveries::claimed_until.eq(None::<NaiveDateTime>))
-                    .execute(conn)?;
+                    .execute_direct(conn)?;
             }
         }
     }
@@ -410,7 +412,7 @@ pub fn backlog(conn: &mut AnyConnection) -> Result<Counts, Error> {
         oldest_pending: deliveries::table
             .filter(status_is(PENDING))
             .select(min(deliveries::occurred_at))
-            .first(conn)?,
+            .first_direct(conn)?,
     })
 }
 
@@ -418,7 +420,7 @@ fn count_with(conn: &mut AnyConnection, status: &'static str) -> Result<i64, Err
     deliveries::table
         .filter(status_is(status))
         .select(count_star())
-        .first(conn)
+        .first_direct(conn)
 }
 
 /// Puts every failed delivery to a current endpoint back to pending, due
@@ -437,7 +439,7 @@ pub fn retry_failed(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usiz
         deliveries::enqueued_at.eq(now),
         deliveries::claimed_until.eq(None::<NaiveDateTime>),
     ))
-    .execute(conn)
+    .execute_direct(conn)
 }
 
 /// Deletes up to `batch` deliveries delivered before `cutoff`; returns how
@@ -452,7 +454,7 @@ pub fn prune_delivered_before(
         .filter(deliveries::delivered_at.lt(cutoff))
         .limit(batch)
         .select(deliveries::event_id)
-        .load(conn)?;
+        .load_direct(conn)?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -462,5 +464,5 @@ pub fn prune_delivered_before(
             .filter(deliveries::status.eq(DELIVERED))
             .filter(deliveries::delivered_at.lt(cutoff)),
     )
-    .execute(conn)
+    .execute_direct(conn)
 }

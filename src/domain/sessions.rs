@@ -207,16 +207,29 @@ pub fn heartbeat(
     now: NaiveDateTime,
 ) -> Result<Outcome<NaiveDateTime>, Error> {
     let wanted = now + policy.session_extension;
-    let new_expiry = match policy.session_max_lifetime {
-        None => wanted,
-        Some(_) => match db::sessions::active_started_at(conn, &caller.user_id, session_id, now)? {
-            Some(started_at) => policy.cap_expiry(started_at, wanted),
-            None => return Ok(Outcome::NotFound),
-        },
+    let max_lifetime = policy
+        .session_max_lifetime
+        .and_then(|max| chrono::TimeDelta::from_std(max).ok());
+    // Most sessions are far from their absolute lifetime: the first update
+    // extends only such a session, by the whole extension, and the start is
+    // read only when it did not (capped, or no such session).
+    let started_since = max_lifetime
+        .and_then(|max| wanted.checked_sub_signed(max))
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
+    let user = &caller.user_id;
+    if db::sessions::heartbeat(conn, user, session_id, now, wanted, started_since)? {
+        return Ok(Outcome::Done(wanted));
+    }
+    if max_lifetime.is_none() {
+        return Ok(Outcome::NotFound);
+    }
+    let Some(started_at) = db::sessions::active_started_at(conn, user, session_id, now)? else {
+        return Ok(Outcome::NotFound);
     };
-    let updated = db::sessions::heartbeat(conn, &caller.user_id, session_id, now, new_expiry)?;
+    let capped = policy.cap_expiry(started_at, wanted);
+    let updated = db::sessions::heartbeat(conn, user, session_id, now, capped, started_at)?;
     Ok(if updated {
-        Outcome::Done(new_expiry)
+        Outcome::Done(capped)
     } else {
         Outcome::NotFound
     })

@@ -34,7 +34,7 @@ impl RetentionSettings {
             // A batch is one job of the writer's group on SQLite: every write
             // grouped with it waits for it, so its size sets what a prune
             // adds to a request's tail (docs/performance.md, "What limits each row").
-            batch: 100,
+            batch: 50,
             pause: Duration::from_millis(20),
             interval: Duration::from_secs(3600),
         })

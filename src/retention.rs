@@ -33,7 +33,8 @@ impl RetentionSettings {
             max_age: Duration::from_secs(u64::from(days) * 24 * 3600),
             // A batch is one job of the writer's group on SQLite: every write
             // grouped with it waits for it, so its size sets what a prune
-            // adds to a request's tail (docs/performance.md, "What limits each row").
+            // adds to a request's tail (docs/performance.md, "Figures behind
+            // rules in the code").
             batch: 50,
             pause: Duration::from_millis(20),
             interval: Duration::from_secs(3600),

@@ -4,9 +4,8 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
-use super::direct::Direct;
-
 use super::{
+    direct::Direct,
     models::{columns_of, DeviceRow, SessionRow},
     one_statement::Checked,
     prepared,

@@ -23,9 +23,8 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
-use super::direct::Direct;
-
 use super::{
+    direct::Direct,
     models::{columns_of, SecurityEventRow},
     one_statement::Checked,
     schema::{security_events, sessions},

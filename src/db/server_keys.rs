@@ -7,9 +7,7 @@ use diesel::{
     result::{DatabaseErrorKind, Error},
 };
 
-use super::direct::Direct;
-
-use super::{models::ServerKeyRow, schema::server_keys, AnyConnection};
+use super::{direct::Direct, models::ServerKeyRow, schema::server_keys, AnyConnection};
 
 /// The secret kept for `purpose`; the first caller stores `fresh()`. Two
 /// servers starting at once on an empty database agree: the second insert

@@ -7,9 +7,8 @@ use diesel::{
     result::{DatabaseErrorKind, Error},
 };
 
-use super::direct::Direct;
-
 use super::{
+    direct::Direct,
     models::{columns_of, ServiceKeyRow},
     schema::service_keys,
     AnyConnection,

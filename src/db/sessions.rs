@@ -5,9 +5,8 @@
 use chrono::NaiveDateTime;
 use diesel::{prelude::*, result::Error};
 
-use super::direct::Direct;
-
 use super::{
+    direct::Direct,
     models::{columns_of, DeviceRow, SessionRow, SessionWithDevice},
     prepared,
     schema::{devices, sessions},

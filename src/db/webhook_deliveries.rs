@@ -22,9 +22,8 @@ use diesel::{
     sql_types::{Bool, Timestamp},
 };
 
-use super::direct::Direct;
-
 use super::{
+    direct::Direct,
     models::{columns_of, SecurityEventRow},
     schema::{security_events, webhook_deliveries as deliveries, webhook_endpoints},
     AnyConnection,

@@ -66,6 +66,13 @@ impl Policy {
         }
     }
 
+    /// A session's absolute lifetime, as date arithmetic takes it; `None`
+    /// when sessions have none.
+    pub fn max_lifetime(&self) -> Option<chrono::TimeDelta> {
+        self.session_max_lifetime
+            .and_then(|max| chrono::TimeDelta::from_std(max).ok())
+    }
+
     /// The expiry of a session that started at `started_at`, asked to last
     /// until `wanted`: never beyond its absolute lifetime.
     pub fn cap_expiry(
@@ -73,10 +80,7 @@ impl Policy {
         started_at: chrono::NaiveDateTime,
         wanted: chrono::NaiveDateTime,
     ) -> chrono::NaiveDateTime {
-        match self
-            .session_max_lifetime
-            .and_then(|max| chrono::TimeDelta::from_std(max).ok())
-        {
+        match self.max_lifetime() {
             Some(max) => wanted.min(started_at + max),
             None => wanted,
         }

@@ -22,6 +22,17 @@ use diesel::{
 
 use super::AnyConnection;
 
+/// `$call` with `$c` bound to the connection inside `$conn`, whichever it is
+/// (each arm is typed for its backend).
+macro_rules! on_inner {
+    ($conn:expr, |$c:ident| $call:expr) => {
+        match $conn {
+            AnyConnection::Sqlite($c) => $call,
+            AnyConnection::Postgresql($c) => $call,
+        }
+    };
+}
+
 /// `execute`, `load`, `get_result` and `first` of [`RunQueryDsl`], run on
 /// the connection inside an [`AnyConnection`].
 pub trait Direct: Sized {
@@ -29,10 +40,7 @@ pub trait Direct: Sized {
     where
         Self: ExecuteDsl<SqliteConnection> + ExecuteDsl<PgConnection>,
     {
-        match conn {
-            AnyConnection::Sqlite(c) => ExecuteDsl::<SqliteConnection>::execute(self, c),
-            AnyConnection::Postgresql(c) => ExecuteDsl::<PgConnection>::execute(self, c),
-        }
+        on_inner!(conn, |c| ExecuteDsl::execute(self, c))
     }
 
     fn load_direct<'query, U>(self, conn: &mut AnyConnection) -> QueryResult<Vec<U>>
@@ -42,10 +50,7 @@ pub trait Direct: Sized {
             + LoadQuery<'query, SqliteConnection, U>
             + LoadQuery<'query, PgConnection, U>,
     {
-        match conn {
-            AnyConnection::Sqlite(c) => RunQueryDsl::<SqliteConnection>::load(self, c),
-            AnyConnection::Postgresql(c) => RunQueryDsl::<PgConnection>::load(self, c),
-        }
+        on_inner!(conn, |c| RunQueryDsl::load(self, c))
     }
 
     fn get_result_direct<'query, U>(self, conn: &mut AnyConnection) -> QueryResult<U>
@@ -55,10 +60,7 @@ pub trait Direct: Sized {
             + LoadQuery<'query, SqliteConnection, U>
             + LoadQuery<'query, PgConnection, U>,
     {
-        match conn {
-            AnyConnection::Sqlite(c) => RunQueryDsl::<SqliteConnection>::get_result(self, c),
-            AnyConnection::Postgresql(c) => RunQueryDsl::<PgConnection>::get_result(self, c),
-        }
+        on_inner!(conn, |c| RunQueryDsl::get_result(self, c))
     }
 
     fn first_direct<'query, U>(self, conn: &mut AnyConnection) -> QueryResult<U>
@@ -67,10 +69,7 @@ pub trait Direct: Sized {
         diesel::dsl::Limit<Self>:
             LoadQuery<'query, SqliteConnection, U> + LoadQuery<'query, PgConnection, U>,
     {
-        match conn {
-            AnyConnection::Sqlite(c) => RunQueryDsl::<SqliteConnection>::first(self, c),
-            AnyConnection::Postgresql(c) => RunQueryDsl::<PgConnection>::first(self, c),
-        }
+        on_inner!(conn, |c| RunQueryDsl::first(self, c))
     }
 }
 

@@ -178,10 +178,7 @@ impl OneStatement for Heartbeat {
         conn: &mut PgConnection,
         session: &SessionOf,
     ) -> Result<Option<Self::Done>, Error> {
-        let max_lifetime = self
-            .policy
-            .session_max_lifetime
-            .and_then(|max| chrono::TimeDelta::from_std(max).ok());
+        let max_lifetime = self.policy.max_lifetime();
         let checked = db::one_statement::heartbeat(
             conn,
             &session.user_id,
@@ -207,9 +204,7 @@ pub fn heartbeat(
     now: NaiveDateTime,
 ) -> Result<Outcome<NaiveDateTime>, Error> {
     let wanted = now + policy.session_extension;
-    let max_lifetime = policy
-        .session_max_lifetime
-        .and_then(|max| chrono::TimeDelta::from_std(max).ok());
+    let max_lifetime = policy.max_lifetime();
     // Most sessions are far from their absolute lifetime: the first update
     // extends only such a session, by the whole extension, and the start is
     // read only when it did not (capped, or no such session).

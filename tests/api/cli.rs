@@ -262,40 +262,66 @@ fn openapi_prints_the_spec() {
     assert!(!refused.status.success());
 }
 
+/// The real binary serving in development mode (SQLite in `dir`, a free
+/// loopback port) with `env` added, its stdout's lines after the first, and
+/// its base URL, read from that first line. Keep the lines until the server
+/// is stopped: it prints more of them (the demo token), and a closed pipe
+/// would fail those prints.
+struct DevServer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    base: String,
+}
+
+impl DevServer {
+    fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = binary();
+        command
+            .arg("serve")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.join("dev.db").display()),
+            )
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let swagger = lines.next().unwrap().unwrap();
+        let base = swagger
+            .strip_prefix("Swagger UI: ")
+            .and_then(|url| url.strip_suffix("/swagger-ui/"))
+            .unwrap_or_else(|| panic!("first line names Swagger UI: {swagger}"))
+            .to_owned();
+        Self { child, lines, base }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test]
 async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut server = binary()
-        .arg("serve")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("demo.db").display()),
-        )
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("RATE_LIMIT_RPS", "0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let swagger = lines.next().unwrap().unwrap();
-    let base = swagger
-        .strip_prefix("Swagger UI: ")
-        .and_then(|url| url.strip_suffix("/swagger-ui/"))
-        .unwrap_or_else(|| panic!("first line names Swagger UI: {swagger}"))
-        .to_owned();
-    assert!(lines
+    let mut server = DevServer::start(dir.path(), &[("RATE_LIMIT_RPS", "0")]);
+    assert!(server
+        .lines
         .next()
         .unwrap()
         .unwrap()
         .starts_with("Demo token for user `demo-user`"));
-    let token = lines.next().unwrap().unwrap();
+    let token = server.lines.next().unwrap().unwrap();
+    let base = &server.base;
     let client = reqwest::Client::new();
     let devices = fetch_json(client.get(format!("{base}/devices")).bearer_auth(&token)).await;
     let sessions = fetch_json(client.get(format!("{base}/sessions")).bearer_auth(&token)).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     assert_eq!(devices["devices"].as_array().unwrap().len(), 3, "{devices}");
     assert_eq!(
         sessions["sessions"].as_array().unwrap().len(),
@@ -314,41 +340,17 @@ async fn development_mode_seeds_a_demo_user_and_prints_a_working_token() {
 /// The pool's size `serve` settles on, read from its metrics: the real
 /// binary in development mode with `env` added.
 async fn served_pool_size(env: &[(&str, &str)]) -> f64 {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut command = binary();
-    command
-        .arg("serve")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("pool.db").display()),
-        )
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("METRICS_PUBLIC", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut server = command.spawn().unwrap();
-    // Kept open until the server is stopped: it prints more lines (the demo
-    // token), and a closed pipe would fail those prints.
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let swagger = lines.next().unwrap().unwrap();
-    let base = swagger
-        .strip_prefix("Swagger UI: ")
-        .and_then(|url| url.strip_suffix("/swagger-ui/"))
-        .unwrap_or_else(|| panic!("first line names Swagger UI: {swagger}"))
-        .to_owned();
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let mut with_metrics = vec![("METRICS_PUBLIC", "true")];
+    with_metrics.extend_from_slice(env);
+    let server = DevServer::start(dir.path(), &with_metrics);
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    drop(lines);
+    server.stop();
     metrics
         .lines()
         .find_map(|line| line.strip_prefix("flashback_db_pool_max_connections "))
